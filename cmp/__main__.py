@@ -1,0 +1,5 @@
+"""`python -m cmp` is the `cmp` command."""
+
+from cmp.cli import main
+
+raise SystemExit(main())

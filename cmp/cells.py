@@ -1,0 +1,273 @@
+"""Resolve a recipe into cells: one fully specified run per method (and sweep point).
+
+For each method the slot choices are layered, lowest first: the method's preset, the
+recipe's `defaults`, the method's own keys. A later layer that names the same component
+merges its parameters into the earlier one's; naming another component replaces them.
+Every name is looked up in the registry and every parameter validated before anything
+is built, so a typo costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import torch
+
+from cmp.contracts import MethodPreset
+from cmp.errors import PluginError, RecipeError
+from cmp.params import ParamError, ParamSchema, describe_validation_error
+from cmp.recipe import OPTIONAL_PARTS, PART_SLOTS, Choice, MethodSpec, Recipe
+from cmp.registry import SLOTS, Registry
+from cmp.suggest import unknown_name
+
+STEP_OPTIONS = {"pairs": "symmetric", "joint_forward": False}
+"""Step options besides the slot choices, with their values when nothing sets them."""
+
+BASELINES = ("raw_pixels", "random_init")
+"""Representations every method is compared with under the same evaluation protocol."""
+
+_UNHASHED_TRAIN_KEYS = ("log_every", "threads")
+
+
+@dataclass(frozen=True)
+class ResolvedChoice:
+    """A validated slot choice and the key path its name came from."""
+
+    slot: str
+    name: str
+    params: dict[str, Any]
+    where: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": _plain(self.params)}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: a method with every choice resolved, ready to train and evaluate."""
+
+    recipe: str
+    method: str
+    data: dict[str, Any]
+    train: dict[str, Any]
+    parts: dict[str, ResolvedChoice | None]
+    step: dict[str, Any]
+    evaluators: dict[str, ResolvedChoice]
+    baselines: tuple[str, ...]
+    sweep: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        suffix = ",".join(f"{k}={_short(v)}" for k, v in self.sweep.items())
+        return f"{self.method}[{suffix}]" if suffix else self.method
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (what `config.yaml` holds)."""
+        return {
+            "recipe": self.recipe,
+            "method": self.method,
+            "sweep": _plain(self.sweep),
+            "data": _plain(self.data),
+            "train": _plain(self.train),
+            "parts": {k: (v.to_dict() if v else None) for k, v in self.parts.items()},
+            "step": _plain(self.step),
+            "eval": {k: v.to_dict() for k, v in self.evaluators.items()},
+            "baselines": list(self.baselines),
+        }
+
+    def key(self) -> str:
+        """A content hash of everything that changes the result."""
+        config = self.config()
+        config["train"] = {k: v for k, v in config["train"].items() if k not in _UNHASHED_TRAIN_KEYS}
+        config.pop("recipe")
+        config.pop("sweep")
+        blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def resolve(recipe: Recipe, registry: Registry) -> list[Cell]:
+    """One cell per method; `RecipeError` or `PluginError` for anything that does not fit."""
+    model = recipe.model
+    data = _resolve_data(recipe, registry)
+    train = model.train.model_dump()
+    _check_device(recipe, train["device"])
+    evaluators = {
+        name: _resolve_choice(
+            recipe, registry, "evaluators", Choice(name=name, params=params or {}),
+            name_path=f"eval.{name}", param_paths={}, default_prefix=f"eval.{name}",
+        )
+        for name, params in model.eval.items()
+    }
+    for i, baseline in enumerate(model.baselines):
+        if baseline not in BASELINES:
+            raise recipe.source.error(f"baselines.{i}", unknown_name("baseline", baseline, BASELINES))
+    cells = []
+    for method in model.methods:
+        parts, step = _resolve_method(recipe, registry, method)
+        cells.append(
+            Cell(recipe.name, method, data, train, parts, step, evaluators, tuple(model.baselines))
+        )
+    return cells
+
+
+def _resolve_data(recipe: Recipe, registry: Registry) -> dict[str, Any]:
+    data = recipe.model.data
+    component = registry.get("datasets", data.dataset, where=recipe.source.where("data.dataset"))
+    if data.root is not None and not Path(data.root).expanduser().is_dir():
+        raise recipe.source.error("data.root", f"directory '{data.root}' does not exist")
+    params = _validate(recipe, component.schema, data.params, {}, "data.params")
+    return {**data.model_dump(), "params": params}
+
+
+def _check_device(recipe: Recipe, device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise recipe.source.error("train.device", f"'{device}' asked for, but CUDA is not available here")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise recipe.source.error("train.device", "'mps' asked for, but MPS is not available here")
+
+
+@dataclass
+class _Layered:
+    """A choice being layered: its name, merged params, and where each came from."""
+
+    choice: Choice
+    name_path: str
+    param_paths: dict[str, str]
+    default_prefix: str
+
+
+def _resolve_method(
+    recipe: Recipe, registry: Registry, method: str
+) -> tuple[dict[str, ResolvedChoice | None], dict[str, Any]]:
+    spec = recipe.model.methods[method]
+    layers: list[tuple[Mapping[str, Any], str]] = []
+    if spec.preset is not None:
+        component = registry.get("methods", spec.preset, where=recipe.source.where(f"methods.{method}.preset"))
+        preset: MethodPreset = component.factory
+        layers.append((_preset_parts(preset, spec.preset, component.provider), f"preset '{spec.preset}'"))
+    layers.append((_set_fields(recipe.model.defaults), "defaults"))
+    layers.append((_set_fields(spec), f"methods.{method}"))
+
+    layered: dict[str, _Layered | None] = {}
+    step: dict[str, Any] = dict(STEP_OPTIONS)
+    for values, prefix in layers:
+        for key, value in values.items():
+            if key in STEP_OPTIONS:
+                step[key] = value
+                continue
+            if key not in PART_SLOTS:
+                continue
+            if value is None or (isinstance(value, Choice) and value.name == "none" and key in OPTIONAL_PARTS):
+                layered[key] = None
+                continue
+            previous = layered.get(key)
+            if value.name is None:
+                if previous is None:
+                    raise _error(recipe, f"{prefix}.{key}", f"sets parameters, but no {SLOTS[PART_SLOTS[key]].noun} is chosen; add name:")
+                value = Choice(name=previous.choice.name, params=value.params)
+            if previous is not None and previous.choice.name == value.name:
+                previous.choice = Choice(name=value.name, params={**previous.choice.params, **value.params})
+                previous.param_paths.update({p: f"{prefix}.{key}.params.{p}" for p in value.params})
+            else:
+                layered[key] = _Layered(
+                    value, f"{prefix}.{key}.name",
+                    {p: f"{prefix}.{key}.params.{p}" for p in value.params},
+                    f"{prefix}.{key}.params",
+                )
+
+    parts: dict[str, ResolvedChoice | None] = {}
+    for key, slot in PART_SLOTS.items():
+        entry = layered.get(key)
+        if entry is None:
+            if key in OPTIONAL_PARTS:
+                parts[key] = None
+                continue
+            raise recipe.source.error(
+                f"methods.{method}",
+                f"no {SLOTS[slot].noun} chosen: set methods.{method}.{key} or defaults.{key}, or use a preset",
+            )
+        parts[key] = _resolve_choice(
+            recipe, registry, slot, entry.choice, entry.name_path, entry.param_paths, entry.default_prefix
+        )
+    _check_compatible(recipe, registry, parts)
+    return parts, step
+
+
+def _resolve_choice(
+    recipe: Recipe, registry: Registry, slot: str, choice: Choice,
+    name_path: str, param_paths: dict[str, str], default_prefix: str,
+) -> ResolvedChoice:
+    component = registry.get(slot, choice.name, where=_where(recipe, name_path))
+    params = _validate(recipe, component.schema, choice.params, param_paths, default_prefix)
+    return ResolvedChoice(slot, choice.name, params, name_path)
+
+
+def _validate(
+    recipe: Recipe, schema: ParamSchema | None, params: Mapping[str, Any],
+    param_paths: dict[str, str], default_prefix: str,
+) -> dict[str, Any]:
+    assert schema is not None
+    try:
+        return schema.validate(params)
+    except ParamError as exc:
+        head = param_paths.get(exc.loc[0]) if exc.loc else None
+        path = ".".join((head or f"{default_prefix}.{exc.loc[0]}", *exc.loc[1:])) if exc.loc else default_prefix
+        raise _error(recipe, path, exc.message) from None
+
+
+def _check_compatible(recipe: Recipe, registry: Registry, parts: dict[str, ResolvedChoice | None]) -> None:
+    loss, negatives = parts["loss"], parts["negative_source"]
+    assert loss is not None and negatives is not None
+    needs = registry.get("losses", loss.name).meta.get("needs_negatives", False)
+    gives = registry.get("negative_sources", negatives.name).meta.get("provides_negatives", True)
+    if needs and not gives:
+        raise _error(
+            recipe, negatives.where,
+            f"loss '{loss.name}' needs negatives, but negative source '{negatives.name}' gives none",
+        )
+
+
+def _set_fields(model: pydantic.BaseModel) -> dict[str, Any]:
+    """Only the keys the recipe wrote, so an unset key does not hide a preset's value."""
+    return {name: getattr(model, name) for name in model.model_fields_set}
+
+
+def _preset_parts(preset: Any, name: str, provider: Any) -> dict[str, Any]:
+    if not isinstance(preset, MethodPreset):
+        raise PluginError(f"method preset '{name}' is not a MethodPreset", where=f"plugin '{provider.plugin}'")
+    try:
+        spec = MethodSpec.model_validate(dict(preset.parts))
+    except pydantic.ValidationError as exc:
+        loc, message = describe_validation_error(exc)
+        raise PluginError(f"method preset '{name}': {'.'.join(loc)}: {message}", where=f"plugin '{provider.plugin}'") from None
+    return _set_fields(spec)
+
+
+def _where(recipe: Recipe, path: str) -> str:
+    if path.startswith("preset "):
+        return path
+    return recipe.source.where(path)
+
+
+def _error(recipe: Recipe, path: str, message: str) -> RecipeError:
+    return RecipeError(message, where=_where(recipe, path))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _short(value: Any) -> str:
+    return json.dumps(_plain(value), separators=(",", ":")).strip('"')

@@ -1,0 +1,55 @@
+"""Evaluation on frozen features: computed once per evaluation, shared by every evaluator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from cmp.contracts import Evaluator, Features
+
+Progress = Callable[[int, int], None]
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: nn.Module,
+    preprocess: Callable[[Tensor], Tensor],
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    batch_size: int = 1024,
+    progress: Progress | None = None,
+) -> Features:
+    """Encoder representations h of uint8 images, encoder in eval mode (restored after)."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        chunks = []
+        total = images.shape[0]
+        for start in range(0, total, batch_size):
+            chunks.append(encoder(preprocess(images[start : start + batch_size])).float())
+            if progress is not None:
+                progress(min(total, start + batch_size), total)
+    finally:
+        encoder.train(was_training)
+    return Features(torch.cat(chunks), labels, num_classes)
+
+
+@torch.no_grad()
+def pixel_features(
+    preprocess: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, num_classes: int, batch_size: int = 4096
+) -> Features:
+    """Raw pixels as features: the evaluation input (resized, normalised), flattened."""
+    chunks = [preprocess(images[s : s + batch_size]).flatten(1).float() for s in range(0, images.shape[0], batch_size)]
+    return Features(torch.cat(chunks), labels, num_classes)
+
+
+def run_evaluators(evaluators: Mapping[str, Evaluator], train: Features, test: Features) -> dict[str, float]:
+    """Every evaluator on the same features: {"knn_top1": ..., "linear_top1": ...}."""
+    results: dict[str, float] = {}
+    for name, evaluator in evaluators.items():
+        for metric, value in evaluator(train, test).items():
+            results[f"{name}_{metric}"] = float(value)
+    return results

@@ -1,0 +1,110 @@
+"""Hook specifications: every point where a plugin plugs into cmp.
+
+Registration hooks (one per slot) are called once when the plugins load. Each receives
+`register(name, factory, **meta)`; the factory's keyword-only parameters, with their type
+hints, are the parameters a recipe may set (see `cmp.params`).
+
+Lifecycle hooks are called during a run; every implementation is called (1:N). The
+TensorBoard writer and the progress bar are ordinary plugins on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("cmp")
+
+Register = Callable[..., Any]
+
+
+class RegistrationSpecs:
+    """One hook per slot; see `cmp.registry.SLOTS` for what each slot holds."""
+
+    @hookspec
+    def cmp_register_augmentations(self, register: Register) -> None:
+        """Register augmentations: factory(data: DataInfo, *, params) -> Augmentation."""
+
+    @hookspec
+    def cmp_register_encoders(self, register: Register) -> None:
+        """Register encoders: factory(data: DataInfo, *, params) -> Encoder."""
+
+    @hookspec
+    def cmp_register_projection_heads(self, register: Register) -> None:
+        """Register heads and predictors: factory(in_dim: int, *, params) -> Head."""
+
+    @hookspec
+    def cmp_register_targets(self, register: Register) -> None:
+        """Register target branches: factory(online: nn.Module, *, params) -> TargetBranch."""
+
+    @hookspec
+    def cmp_register_negative_sources(self, register: Register) -> None:
+        """Register negative sources: factory(dim: int, *, params) -> NegativeSource."""
+
+    @hookspec
+    def cmp_register_losses(self, register: Register) -> None:
+        """Register losses: loss(anchors, positives, negatives, *, params) -> scalar.
+
+        Pass `needs_negatives=True` to `register` when the loss needs negatives.
+        """
+
+    @hookspec
+    def cmp_register_optimizers(self, register: Register) -> None:
+        """Register optimizers: factory(param_groups, batch_size, *, params) -> Optimizer.
+
+        Groups flagged `{"exclude_from_decay": True}` (biases, norm layers) come with
+        `weight_decay=0`; optimizers with trust ratios (LARS) skip those groups too.
+        """
+
+    @hookspec
+    def cmp_register_schedules(self, register: Register) -> None:
+        """Register schedules: factory(optimizer, total_steps, steps_per_epoch, *, params).
+
+        The factory returns a torch LR scheduler stepped once per training step.
+        """
+
+    @hookspec
+    def cmp_register_methods(self, register: Register) -> None:
+        """Register method presets: register(name, MethodPreset(...))."""
+
+    @hookspec
+    def cmp_register_datasets(self, register: Register) -> None:
+        """Register datasets: factory(root: Path | None, download: bool, *, params) -> ImageData.
+
+        The engine tries local copies first; `download` is False when the recipe forbids
+        it. A data set that cannot be found raises `DataError` naming where it looked.
+        """
+
+    @hookspec
+    def cmp_register_evaluators(self, register: Register) -> None:
+        """Register evaluators: factory(*, params) -> Evaluator (train, test -> metrics)."""
+
+
+class LifecycleSpecs:
+    """Events of a run, in order: start, (step end, epoch end, evaluation done)*, end."""
+
+    @hookspec
+    def cmp_run_start(self, run: Any) -> None:
+        """A run (`cmp.runner.RunInfo`) is about to train."""
+
+    @hookspec
+    def cmp_step_end(self, run: Any, step: int, metrics: dict[str, float]) -> None:
+        """Every `train.log_every` steps and at the last step: loss, lr and component stats."""
+
+    @hookspec
+    def cmp_epoch_end(self, run: Any, epoch: int, metrics: dict[str, float]) -> None:
+        """An epoch finished; metrics hold its mean loss and throughput."""
+
+    @hookspec
+    def cmp_evaluation_done(self, run: Any, epoch: int, results: dict[str, float]) -> None:
+        """Evaluators ran on the encoder after `epoch` epochs; results are their metrics."""
+
+    @hookspec
+    def cmp_progress(self, run: Any, task: str, done: int, total: int) -> None:
+        """Progress of a long task (training steps, feature extraction) for progress bars."""
+
+    @hookspec
+    def cmp_run_end(self, run: Any, result: dict[str, Any]) -> None:
+        """The run finished (or failed); `result` is what `result.json` holds."""
