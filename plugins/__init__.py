@@ -1,0 +1,1 @@
+"""cmp's built-in components, registered through entry points like any plugin."""

@@ -1,0 +1,105 @@
+"""Evaluators on frozen features: a FAISS weighted kNN and a linear probe.
+
+Both see the encoder's representation h (never the projection head's output), computed
+once per evaluation with the encoder in eval mode, and report top-1 on the test split.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cmp import hookimpl
+from cmp.contracts import Features
+from cmp.hookspecs import Register
+from cmp.params import NonNegative, Positive, PositiveInt
+
+
+def knn_scores(
+    train_x: Tensor, train_y: Tensor, test_x: Tensor, num_classes: int, k: int, temperature: float
+) -> Tensor:
+    """Class scores (M, C) of a weighted kNN vote (InstDisc/MoCo protocol).
+
+    Features are L2-normalised; each test sample's k nearest training samples by cosine
+    similarity s (FAISS exact inner-product search) vote for their class with exp(s / T).
+    """
+    k = min(k, train_x.shape[0])
+    train = F.normalize(train_x.float(), dim=1).cpu().numpy().astype(np.float32)
+    test = F.normalize(test_x.float(), dim=1).cpu().numpy().astype(np.float32)
+    index = faiss.IndexFlatIP(train.shape[1])
+    index.add(train)
+    sims, idx = index.search(test, k)
+    weights = torch.from_numpy(sims).double().div_(temperature).exp_()
+    votes = train_y.cpu()[torch.from_numpy(idx)]
+    scores = torch.zeros(test.shape[0], num_classes, dtype=torch.float64)
+    return scores.scatter_add_(1, votes, weights)
+
+
+class KNN:
+    """Weighted kNN top-1 with FAISS."""
+
+    def __init__(self, k: int, temperature: float) -> None:
+        self.k, self.temperature = k, temperature
+
+    def __call__(self, train: Features, test: Features) -> dict[str, float]:
+        scores = knn_scores(train.x, train.y, test.x, train.num_classes, self.k, self.temperature)
+        return {"top1": (scores.argmax(dim=1) == test.y.cpu()).double().mean().item()}
+
+
+def knn(*, k: PositiveInt = 200, temperature: Positive = 0.1) -> KNN:
+    """Weighted kNN on L2-normalised features (k=200, T=0.1: the InstDisc/MoCo protocol)."""
+    return KNN(k, temperature)
+
+
+def fit_linear(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int) -> torch.nn.Linear:
+    """Multinomial logistic regression by full-batch L-BFGS, run to convergence.
+
+    Minimises mean cross-entropy + weight_decay / 2 * ||W||^2 (bias not penalised): the
+    objective of scikit-learn's LogisticRegression with C = 1 / (N * weight_decay).
+    """
+    model = torch.nn.Linear(x.shape[1], num_classes).to(x.device, torch.float64)
+    torch.nn.init.zeros_(model.weight)
+    torch.nn.init.zeros_(model.bias)
+    x64 = x.double()
+    optimizer = torch.optim.LBFGS(
+        model.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+        tolerance_grad=1e-7, tolerance_change=1e-12, line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x64), y) + 0.5 * weight_decay * model.weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return model
+
+
+class LinearProbe:
+    """Standardise with training statistics, fit `fit_linear`, report test top-1."""
+
+    def __init__(self, weight_decay: float, max_iter: int) -> None:
+        self.weight_decay, self.max_iter = weight_decay, max_iter
+
+    def __call__(self, train: Features, test: Features) -> dict[str, float]:
+        mean = train.x.mean(dim=0, keepdim=True)
+        std = train.x.std(dim=0, keepdim=True).clamp_min(1e-6)
+        model = fit_linear((train.x - mean) / std, train.y, train.num_classes, self.weight_decay, self.max_iter)
+        with torch.no_grad():
+            predicted = model(((test.x - mean) / std).double()).argmax(dim=1)
+        return {"top1": (predicted == test.y).double().mean().item()}
+
+
+def linear(*, weight_decay: NonNegative = 1e-4, max_iter: PositiveInt = 1000) -> LinearProbe:
+    """Linear probe: logistic regression on standardised frozen features, L-BFGS to convergence."""
+    return LinearProbe(weight_decay, max_iter)
+
+
+@hookimpl
+def cmp_register_evaluators(register: Register) -> None:
+    register("knn", knn)
+    register("linear", linear)

@@ -1,0 +1,90 @@
+"""A momentum (EMA) target: a copy of the online network that owns its update (MoCo, BYOL).
+
+After every optimizer step the copy moves toward the online weights:
+    theta_t <- m theta_t + (1 - m) theta_o,
+with m constant (MoCo) or on BYOL's cosine schedule from `momentum` at the first step to 1
+at the last: m_k = 1 - (1 - m_base) (cos(pi k / K) + 1) / 2. The copy is run under
+`torch.no_grad()` and its parameters do not require gradients, so no gradient reaches it.
+
+BatchNorm guard: with `bn_shuffle_groups` G > 1 the key batch is shuffled and split in G
+groups, each normalised with its own statistics, then put back in order: what multi-GPU
+"shuffling BN" does (MoCo), in one process. The query and its key then never share batch
+statistics, so the loss cannot be lowered by reading them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Literal
+
+import annotated_types as at
+import torch
+from torch import Tensor, nn
+
+from cmp import hookimpl
+from cmp.contracts import TargetBranch
+from cmp.hookspecs import Register
+
+Momentum = Annotated[float, at.Ge(0), at.Lt(1)]
+Groups = Annotated[int, at.Ge(1)]
+
+
+def cosine_momentum(base: float, progress: float) -> float:
+    """BYOL's schedule: `base` at progress 0, rising to 1 at progress 1."""
+    return 1 - (1 - base) * (math.cos(math.pi * min(1.0, max(0.0, progress))) + 1) / 2
+
+
+class MomentumTarget(TargetBranch):
+    """An EMA copy of the online network (encoder + projection head), never trained by SGD."""
+
+    uses_online = False
+
+    def __init__(self, online: nn.Module, momentum: float, schedule: str, bn_shuffle_groups: int) -> None:
+        super().__init__()
+        self.network = copy.deepcopy(online)
+        for p in self.network.parameters():
+            p.requires_grad_(False)
+        self.base = momentum
+        self.schedule = schedule
+        self.groups = bn_shuffle_groups
+        self.current = momentum
+
+    @torch.no_grad()
+    def embed(self, x: Tensor) -> Tensor:
+        """Target embedding of one view, with shuffled group-wise BatchNorm when G > 1."""
+        if self.groups <= 1 or x.shape[0] < 2 * self.groups:
+            return self.network(x)
+        order = torch.randperm(x.shape[0], device=x.device)
+        out = torch.cat([self.network(chunk) for chunk in x[order].chunk(self.groups)])
+        return out[torch.argsort(order)]
+
+    def positives(
+        self, views: Sequence[Tensor], which: Sequence[int], online: Mapping[int, Tensor]
+    ) -> dict[int, Tensor]:
+        return {v: self.embed(views[v]) for v in which}
+
+    @torch.no_grad()
+    def update(self, online: nn.Module, progress: float) -> None:
+        m = cosine_momentum(self.base, progress) if self.schedule == "cosine" else self.base
+        target = [p for p in self.network.parameters()]
+        source = [p.detach() for p in online.parameters()]
+        torch._foreach_lerp_(target, source, 1 - m)
+        self.current = m
+
+    def stats(self) -> dict[str, float]:
+        return {"momentum": self.current}
+
+
+def momentum(
+    online: nn.Module, *, momentum: Momentum = 0.99, schedule: Literal["constant", "cosine"] = "constant",
+    bn_shuffle_groups: Groups = 1,
+) -> MomentumTarget:
+    """Momentum (EMA) copy of encoder + head: MoCo (constant m) or BYOL (cosine m -> 1)."""
+    return MomentumTarget(online, momentum, schedule, bn_shuffle_groups)
+
+
+@hookimpl
+def cmp_register_targets(register: Register) -> None:
+    register("momentum", momentum)

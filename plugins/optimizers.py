@@ -1,0 +1,119 @@
+"""Optimizers: SGD, AdamW and LARS, with explicit learning-rate scaling.
+
+`lr_scaling` says how the learning rate follows the batch size, relative to 256: `none`
+(lr as given), `linear` (lr x B/256, SimCLR's LARS rule) or `sqrt` (lr x sqrt(B/256)).
+The scaled rate is what the run logs; nothing is rescaled without the recipe saying so.
+Groups the engine flags `exclude_from_decay` (biases, norm layers) get no weight decay
+and, under LARS, no trust-ratio adaptation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import annotated_types as at
+import torch
+from torch import Tensor
+
+from cmp import hookimpl
+from cmp.hookspecs import Register
+from cmp.params import NonNegative, Positive
+
+Momentum = Annotated[float, at.Ge(0), at.Lt(1)]
+Scaling = Literal["none", "linear", "sqrt"]
+
+
+def scaled_lr(lr: float, batch_size: int, scaling: Scaling) -> float:
+    """The learning rate after batch-size scaling relative to 256."""
+    ratio = batch_size / 256
+    return {"none": lr, "linear": lr * ratio, "sqrt": lr * math.sqrt(ratio)}[scaling]
+
+
+def _groups(param_groups: list[dict[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
+    return [
+        {**g, "weight_decay": 0.0 if g.get("exclude_from_decay") else weight_decay} for g in param_groups
+    ]
+
+
+def sgd(
+    param_groups: list[dict[str, Any]], batch_size: int, *,
+    lr: Positive = 0.1, momentum: Momentum = 0.9, weight_decay: NonNegative = 5e-4,
+    nesterov: bool = False, lr_scaling: Scaling = "none",
+) -> torch.optim.SGD:
+    """SGD with momentum."""
+    return torch.optim.SGD(
+        _groups(param_groups, weight_decay), lr=scaled_lr(lr, batch_size, lr_scaling),
+        momentum=momentum, nesterov=nesterov and momentum > 0,
+    )
+
+
+def adamw(
+    param_groups: list[dict[str, Any]], batch_size: int, *,
+    lr: Positive = 1e-3, betas: tuple[Momentum, Momentum] = (0.9, 0.999),
+    weight_decay: NonNegative = 1e-4, lr_scaling: Scaling = "none",
+) -> torch.optim.AdamW:
+    """AdamW (decoupled weight decay)."""
+    return torch.optim.AdamW(
+        _groups(param_groups, weight_decay), lr=scaled_lr(lr, batch_size, lr_scaling), betas=betas
+    )
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and a layer-wise trust ratio (You et al. 2017), as SimCLR uses it.
+
+    For each parameter not excluded: g <- g + wd w; g <- g * eta ||w|| / ||g|| (when both
+    norms are positive); then heavy-ball momentum. Excluded groups take plain SGD steps.
+    """
+
+    def __init__(self, params: Any, lr: float, momentum: float, weight_decay: float, eta: float) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if not group.get("exclude_from_decay"):
+                if group["weight_decay"]:
+                    grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                w_norm = torch._foreach_norm(params)
+                g_norm = torch._foreach_norm(grads)
+                trust = [
+                    torch.where((w > 0) & (g > 0), group["eta"] * w / g, torch.ones_like(w))
+                    for w, g in zip(w_norm, g_norm)
+                ]
+                grads = torch._foreach_mul(grads, trust)
+            bufs: list[Tensor] = []
+            for p, g in zip(params, grads):
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = g.clone()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
+                bufs.append(state["momentum_buffer"])
+            torch._foreach_add_(params, bufs, alpha=-group["lr"])
+        return loss
+
+
+def lars(
+    param_groups: list[dict[str, Any]], batch_size: int, *,
+    lr: Positive = 0.3, momentum: Momentum = 0.9, weight_decay: NonNegative = 1e-6,
+    eta: Positive = 1e-3, lr_scaling: Scaling = "linear",
+) -> LARS:
+    """LARS (SimCLR's optimizer: lr 0.3 x B/256, weight decay 1e-6, eta 1e-3)."""
+    return LARS(
+        _groups(param_groups, weight_decay), lr=scaled_lr(lr, batch_size, lr_scaling),
+        momentum=momentum, weight_decay=weight_decay, eta=eta,
+    )
+
+
+@hookimpl
+def cmp_register_optimizers(register: Register) -> None:
+    register("sgd", sgd)
+    register("adamw", adamw)
+    register("lars", lars)

@@ -1,0 +1,45 @@
+"""Learning-rate schedules stepped once per training step, with linear warm-up."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from cmp import hookimpl
+from cmp.hookspecs import Register
+from cmp.params import NonNegative, Probability
+
+
+def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, final_fraction: float) -> float:
+    """The lr multiplier at `step`: linear warm-up from 1/warmup, then cosine to `final_fraction`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, *,
+    warmup_epochs: NonNegative = 0.0, final_lr_fraction: Probability = 0.0,
+) -> LambdaLR:
+    """Cosine decay to final_lr_fraction x lr after a linear warm-up of warmup_epochs."""
+    warmup = min(total_steps, round(warmup_epochs * steps_per_epoch))
+    return LambdaLR(optimizer, lambda s: warmup_cosine_factor(s, total_steps, warmup, final_lr_fraction))
+
+
+def constant(
+    optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, *,
+    warmup_epochs: NonNegative = 0.0,
+) -> LambdaLR:
+    """A constant learning rate after a linear warm-up of warmup_epochs."""
+    warmup = min(total_steps, round(warmup_epochs * steps_per_epoch))
+    return LambdaLR(optimizer, lambda s: (s + 1) / warmup if s < warmup else 1.0)
+
+
+@hookimpl
+def cmp_register_schedules(register: Register) -> None:
+    register("cosine", cosine)
+    register("constant", constant)

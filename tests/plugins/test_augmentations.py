@@ -1,0 +1,72 @@
+"""The SimCLR augmentation: paper defaults, per-sample parameters in bounds, determinism."""
+
+from __future__ import annotations
+
+import torch
+
+from cmp.contracts import DataInfo
+from cmp_plugins.augmentations import ViewSpec, sample_view_params, simclr
+
+RGB32 = DataInfo("t", 3, 32, 32, 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+GRAY28 = DataInfo("t", 1, 28, 28, 10, (0.3,), (0.35,))
+
+
+def uint8_images(n: int, info: DataInfo, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, info.channels, info.height, info.width), generator=g, dtype=torch.uint8)
+
+
+def test_simclr_defaults_are_the_papers() -> None:
+    spec = simclr(RGB32).specs[0]
+    assert spec.crop_scale == (0.08, 1.0)
+    assert (spec.brightness, spec.contrast, spec.saturation, spec.hue) == (0.8, 0.8, 0.8, 0.2)
+    assert spec.jitter_prob == 0.8 and spec.grayscale_prob == 0.2
+    assert spec.blur_prob == 0.0  # small images: no blur, as for CIFAR in the paper
+    big = DataInfo("t", 3, 96, 96, 10, (0.5,) * 3, (0.25,) * 3)
+    assert simclr(big).specs[0].blur_prob == 0.5
+    half = simclr(RGB32, jitter_strength=0.5).specs[0]
+    assert (half.brightness, half.hue) == (0.4, 0.1)
+
+
+def test_parameters_are_in_bounds_and_distinct_per_sample() -> None:
+    spec = ViewSpec(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, jitter_prob=0.8, blur_prob=0.5)
+    n = 2048
+    p = sample_view_params(spec, n, 32, 32, torch.Generator().manual_seed(0), torch.device("cpu"))
+    for name in ("brightness", "contrast", "saturation"):
+        assert (p[name] >= 0.2).all() and (p[name] <= 1.8).all(), name
+        assert p[name][p["jitter"]].unique().numel() == int(p["jitter"].sum()), name
+        assert (p[name][~p["jitter"]] == 1).all(), name
+    assert (p["hue"].abs() <= 0.2).all() and (p["hue"][~p["jitter"]] == 0).all()
+    applied = p["sigma"] > 0
+    assert ((p["sigma"][applied] >= 0.1) & (p["sigma"][applied] <= 2.0)).all()
+    assert p["box"].unique(dim=0).shape[0] == n
+    for key, prob in (("jitter", 0.8), ("grayscale", 0.2), ("flip", 0.5)):
+        assert abs(p[key].float().mean().item() - prob) < 0.05, key
+
+
+def test_views_differ_are_normalised_and_repeat_with_the_seed() -> None:
+    aug = simclr(RGB32)
+    x = uint8_images(64, RGB32)
+    v1, v2 = aug(x, torch.Generator().manual_seed(3))
+    assert v1.shape == v2.shape == (64, 3, 32, 32) and v1.dtype == torch.float32
+    assert not torch.allclose(v1, v2)
+    again = aug(x, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(again[0], v1)
+    assert -3 < v1.mean().item() < 3
+
+
+def test_single_channel_data_gets_single_channel_views() -> None:
+    aug = simclr(GRAY28, size=24)
+    views = aug(uint8_images(16, GRAY28), torch.Generator().manual_seed(0))
+    assert [v.shape for v in views] == [(16, 1, 24, 24)] * 2
+    assert aug.preprocess(uint8_images(4, GRAY28)).shape == (4, 1, 24, 24)
+
+
+def test_no_randomness_gives_the_normalised_input() -> None:
+    aug = simclr(
+        RGB32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0,
+        jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0,
+    )
+    x = uint8_images(8, RGB32)
+    view = aug(x, torch.Generator().manual_seed(0))[0]
+    torch.testing.assert_close(view, aug.preprocess(x), atol=1e-5, rtol=0)

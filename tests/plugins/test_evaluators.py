@@ -1,0 +1,77 @@
+"""kNN against a brute-force loop; the linear probe against scikit-learn."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from cmp.contracts import Features
+from cmp_plugins.evaluators import fit_linear, knn, knn_scores, linear
+
+
+def blobs(n: int, d: int, classes: int, seed: int, spread: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, d, generator=g) * 2
+    y = torch.randint(0, classes, (n,), generator=g)
+    return centres[y] + spread * torch.randn(n, d, generator=g), y
+
+
+def knn_brute_force(train_x, train_y, test_x, classes, k, t):  # type: ignore[no-untyped-def]
+    """For each test point: cosine similarity to every training point, the k largest vote exp(s/t)."""
+    predictions = []
+    for q in test_x.tolist():
+        sims = []
+        for idx, x in enumerate(train_x.tolist()):
+            dot = sum(a * b for a, b in zip(q, x))
+            sims.append((dot / (math.sqrt(sum(a * a for a in q)) * math.sqrt(sum(b * b for b in x))), idx))
+        sims.sort(reverse=True)
+        votes = [0.0] * classes
+        for s, idx in sims[:k]:
+            votes[int(train_y[idx])] += math.exp(s / t)
+        predictions.append(max(range(classes), key=lambda c: votes[c]))
+    return predictions
+
+
+def test_knn_matches_brute_force() -> None:
+    train_x, train_y = blobs(150, 6, 4, seed=0, spread=2.0)
+    test_x, _ = blobs(40, 6, 4, seed=1, spread=2.0)
+    for k, t in [(1, 0.1), (7, 0.1), (20, 0.5), (500, 0.07)]:
+        scores = knn_scores(train_x, train_y, test_x, 4, k, t)
+        assert scores.argmax(1).tolist() == knn_brute_force(train_x, train_y, test_x, 4, min(k, 150), t)
+
+
+def test_knn_weights_are_exp_similarity_over_temperature() -> None:
+    train_x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    train_y = torch.tensor([0, 1, 1])
+    scores = knn_scores(train_x, train_y, torch.tensor([[2.0, 0.0]]), 2, k=3, temperature=0.5)
+    assert scores[0, 0].item() == pytest.approx(math.exp(1 / 0.5))
+    assert scores[0, 1].item() == pytest.approx(math.exp(0 / 0.5) + math.exp(math.sqrt(0.5) / 0.5))
+
+
+def test_knn_evaluator_reports_top1() -> None:
+    x, y = blobs(400, 8, 3, seed=2, spread=0.3)
+    result = knn(k=10, temperature=0.1)(Features(x[:300], y[:300], 3), Features(x[300:], y[300:], 3))
+    assert result["top1"] > 0.95
+
+
+def test_linear_probe_matches_scikit_learn() -> None:
+    x, y = blobs(600, 10, 5, seed=3, spread=2.5)
+    x64 = x.double()
+    wd = 1e-3
+    model = fit_linear(x64, y, 5, weight_decay=wd, max_iter=500)
+    reference = LogisticRegression(C=1 / (len(y) * wd), tol=1e-10, max_iter=5000).fit(x64.numpy(), y.numpy())
+    ours = model(x64).argmax(1).numpy()
+    assert (ours == reference.predict(x64.numpy())).mean() > 0.99
+    # same objective, same optimum: the weights agree up to a shared shift of the logits
+    w = model.weight.detach().numpy()
+    np.testing.assert_allclose(w - w.mean(0), reference.coef_ - reference.coef_.mean(0), atol=2e-3)
+
+
+def test_linear_evaluator_separates_separable_classes() -> None:
+    x, y = blobs(500, 16, 4, seed=4, spread=0.5)
+    result = linear()(Features(x[:400], y[:400], 4), Features(x[400:], y[400:], 4))
+    assert result["top1"] > 0.97

@@ -1,0 +1,97 @@
+"""Batched image operations against torchvision's per-image functional transforms."""
+
+from __future__ import annotations
+
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from cmp_plugins import image_ops as ops
+
+
+def images(n: int = 6, c: int = 3, size: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, c, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_colour_adjustments_match_torchvision_per_image() -> None:
+    x = images()
+    factors = torch.tensor([0.2, 0.5, 0.9, 1.0, 1.4, 1.8])
+    shifts = torch.tensor([-0.5, -0.2, -0.01, 0.0, 0.15, 0.4])
+    cases = [
+        (ops.adjust_brightness(x, factors), TF.adjust_brightness, factors),
+        (ops.adjust_contrast(x, factors), TF.adjust_contrast, factors),
+        (ops.adjust_saturation(x, factors), TF.adjust_saturation, factors),
+        (ops.adjust_hue(x, shifts), TF.adjust_hue, shifts),
+    ]
+    for got, reference, params in cases:
+        for i in range(x.shape[0]):
+            want = reference(x[i], float(params[i]))
+            torch.testing.assert_close(got[i], want, atol=2e-5, rtol=0, msg=reference.__name__)
+
+
+def test_gaussian_blur_matches_torchvision_and_sigma_zero_is_identity() -> None:
+    x = images(4, 3, 20)
+    sigma = torch.tensor([0.5, 1.0, 2.0, 0.0])
+    got = ops.gaussian_blur(x, sigma, kernel_size=7)
+    for i in range(3):
+        want = TF.gaussian_blur(x[i], kernel_size=[7, 7], sigma=[float(sigma[i])] * 2)
+        torch.testing.assert_close(got[i], want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[3], x[3])
+
+
+def test_resized_crop_matches_torchvision_inside_the_box() -> None:
+    x = images(3, 1, 28)
+    boxes = torch.tensor([[4.0, 6.0, 16.0, 12.0], [0.0, 0.0, 28.0, 28.0], [10.0, 2.0, 14.0, 20.0]])
+    flip = torch.tensor([False, False, True])
+    got = ops.resized_crop(x, boxes, flip, size=20)
+    for i in range(3):
+        top, left, h, w = (int(v) for v in boxes[i])
+        want = TF.resized_crop(x[i], top, left, h, w, [20, 20], antialias=False)
+        if flip[i]:
+            want = TF.horizontal_flip(want)
+        # bilinear taps agree away from the box border (torchvision clamps at the crop edge)
+        torch.testing.assert_close(got[i, :, 2:-2, 2:-2], want[:, 2:-2, 2:-2], atol=1e-5, rtol=0)
+
+
+def test_full_box_without_flip_is_the_identity() -> None:
+    x = images(2, 3, 12)
+    boxes = torch.tensor([[0.0, 0.0, 12.0, 12.0]] * 2)
+    got = ops.resized_crop(x, boxes, torch.tensor([False, True]), size=12)
+    torch.testing.assert_close(got[0], x[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got[1], x[1].flip(-1), atol=1e-6, rtol=0)
+
+
+def test_crop_boxes_lie_in_the_image_with_scale_and_ratio_in_range() -> None:
+    g = torch.Generator().manual_seed(0)
+    boxes = ops.sample_crop_boxes(4096, 28, 36, (0.08, 1.0), (3 / 4, 4 / 3), g, torch.device("cpu"))
+    top, left, h, w = boxes.unbind(1)
+    eps = 1e-4
+    assert (top >= 0).all() and (left >= 0).all()
+    assert (top + h <= 28 + eps).all() and (left + w <= 36 + eps).all()
+    area = h * w / (28 * 36)
+    assert (area >= 0.08 - eps).all() and (area <= 1 + eps).all()
+    ratio = w / h
+    assert (ratio >= 3 / 4 - eps).all() and (ratio <= 4 / 3 + eps).all()
+    assert boxes.unique(dim=0).shape[0] == 4096
+
+
+def test_crop_boxes_fall_back_to_a_central_crop_when_nothing_fits() -> None:
+    g = torch.Generator().manual_seed(0)
+    # ratio 3..4 can never fit a 10x10 image at full area: fallback is width 10, height 10/3
+    boxes = ops.sample_crop_boxes(8, 10, 10, (1.0, 1.0), (3.0, 4.0), g, torch.device("cpu"))
+    torch.testing.assert_close(boxes[:, 3], torch.full((8,), 10.0))
+    torch.testing.assert_close(boxes[:, 2], torch.full((8,), 10 / 3))
+
+
+def test_grayscale_solarize_and_single_channel_no_ops() -> None:
+    x = images(4)
+    mask = torch.tensor([True, False, True, False])
+    gray = ops.to_grayscale_where(x, mask)
+    torch.testing.assert_close(gray[0], TF.rgb_to_grayscale(x[0], num_output_channels=3))
+    torch.testing.assert_close(gray[1], x[1])
+    sol = ops.solarize_where(x, mask)
+    torch.testing.assert_close(sol[2], TF.solarize(x[2], 0.5))
+    torch.testing.assert_close(sol[3], x[3])
+    one = images(3, 1)
+    assert ops.adjust_saturation(one, torch.tensor([0.1, 1.0, 2.0])) is one
+    assert ops.adjust_hue(one, torch.tensor([0.3, 0.0, -0.3])) is one
+    assert ops.to_grayscale_where(one, torch.tensor([True, True, True])) is one

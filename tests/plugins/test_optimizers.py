@@ -1,0 +1,64 @@
+"""LARS against a hand computation; learning-rate scaling; schedules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cmp_plugins.optimizers import lars, scaled_lr, sgd
+from cmp_plugins.schedules import cosine, warmup_cosine_factor
+
+
+def test_lars_step_matches_hand_computation() -> None:
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))  # ||w|| = 5
+    b = torch.nn.Parameter(torch.tensor([1.0]))
+    w.grad = torch.tensor([0.6, 0.8])
+    b.grad = torch.tensor([0.5])
+    opt = lars(
+        [{"params": [w]}, {"params": [b], "exclude_from_decay": True}], 256,
+        lr=0.1, momentum=0.9, weight_decay=0.01, eta=0.001, lr_scaling="none",
+    )
+    opt.step()
+    g = torch.tensor([0.6, 0.8]) + 0.01 * torch.tensor([3.0, 4.0])  # g + wd * w
+    trust = 0.001 * 5.0 / g.norm()
+    torch.testing.assert_close(w.detach(), torch.tensor([3.0, 4.0]) - 0.1 * trust * g)
+    torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 0.5]))  # plain SGD, no decay
+    w.grad = torch.tensor([0.6, 0.8])
+    b.grad = torch.tensor([0.5])
+    before = b.detach().clone()
+    opt.step()
+    torch.testing.assert_close(b.detach(), before - 0.1 * (0.9 * 0.5 + 0.5))  # heavy-ball momentum
+
+
+def test_excluded_groups_get_no_weight_decay() -> None:
+    p, q = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.ones(2))
+    opt = sgd([{"params": [p]}, {"params": [q], "exclude_from_decay": True}], 128, weight_decay=0.1)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+
+
+def test_lr_scaling_is_explicit() -> None:
+    assert scaled_lr(0.3, 512, "none") == 0.3
+    assert scaled_lr(0.3, 512, "linear") == pytest.approx(0.6)
+    assert scaled_lr(0.3, 1024, "sqrt") == pytest.approx(0.6)
+    p = torch.nn.Parameter(torch.ones(1))
+    assert sgd([{"params": [p]}], 64, lr=1.0, lr_scaling="linear").param_groups[0]["lr"] == 0.25
+
+
+def test_cosine_schedule_warms_up_then_decays() -> None:
+    assert warmup_cosine_factor(0, 100, 10, 0.0) == pytest.approx(0.1)
+    assert warmup_cosine_factor(9, 100, 10, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine_factor(10, 100, 10, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine_factor(55, 100, 10, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+    p = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([p], lr=2.0)
+    schedule = cosine(opt, 40, 10, warmup_epochs=1)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.2) and lrs[9] == pytest.approx(2.0)
+    assert lrs[25] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 15 / 30)))

@@ -1,0 +1,61 @@
+"""The MoCo queue: wrap-around without dropping keys, fill, checkpoint round trip."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cmp.contracts import PairBatch
+from cmp_plugins.queue import QueueNegatives
+
+
+def batch_of(keys: torch.Tensor) -> PairBatch:
+    ids = torch.arange(keys.shape[0])
+    return PairBatch(keys, keys, ids, keys, ids)
+
+
+def test_wraps_around_without_dropping_keys() -> None:
+    queue = QueueNegatives(dim=3, size=10)
+    stream = F.normalize(torch.randn(12, 3), dim=1)
+    queue.update(batch_of(stream[:4]))  # 0..3
+    queue.update(batch_of(stream[4:8]))  # 4..7
+    assert queue.negatives(batch_of(stream[:1])).bank.shape[0] == 8  # only the filled part
+    queue.update(batch_of(stream[8:12]))  # 8, 9 at the end, then 10, 11 wrap to the start
+    torch.testing.assert_close(queue.keys[8:10], stream[8:10])
+    torch.testing.assert_close(queue.keys[0:2], stream[10:12])
+    torch.testing.assert_close(queue.keys[2:8], stream[2:8])
+    assert int(queue.pointer) == 2 and int(queue.filled) == 10
+    assert queue.stats() == {"queue_fill": 1.0}
+
+
+def test_a_batch_larger_than_the_queue_keeps_its_last_keys() -> None:
+    queue = QueueNegatives(dim=2, size=4)
+    queue.update(batch_of(F.normalize(torch.randn(3, 2), dim=1)))
+    big = F.normalize(torch.randn(6, 2), dim=1)
+    queue.update(batch_of(big))
+    def by_first(x: torch.Tensor) -> torch.Tensor:
+        return x[x[:, 0].argsort()]
+
+    torch.testing.assert_close(by_first(queue.keys), by_first(big[-4:]))
+
+
+def test_keys_enter_normalised_and_detached() -> None:
+    queue = QueueNegatives(dim=4, size=8)
+    raw = torch.randn(3, 4, requires_grad=True) * 5
+    queue.update(batch_of(raw))
+    assert not queue.keys.requires_grad
+    torch.testing.assert_close(queue.keys[:3].norm(dim=1), torch.ones(3))
+
+
+def test_checkpoint_round_trip_restores_keys_and_pointer() -> None:
+    queue = QueueNegatives(dim=3, size=10)
+    for _ in range(3):
+        queue.update(batch_of(torch.randn(4, 3)))
+    restored = QueueNegatives(dim=3, size=10)
+    restored.load_state_dict(queue.state_dict())
+    assert torch.equal(restored.keys, queue.keys)
+    nxt = torch.randn(4, 3)
+    queue.update(batch_of(nxt))
+    restored.update(batch_of(nxt))
+    assert torch.equal(restored.keys, queue.keys)
+    assert int(restored.pointer) == int(queue.pointer) == 6
