@@ -1,0 +1,134 @@
+"""Training-step time of cmp's engine against a bare PyTorch loop: same model, batch, loss.
+
+Both sides are built from the same recipe with the same seed. cmp's side is the real
+`Trainer` (hooks, TensorBoard and progress plugins, logging every `log_every` steps); the
+bare side is the loop one would write by hand for the method. Rounds alternate between
+the two so that drifts of the machine hit both; the ratio is of the median step times.
+
+    python -m benchmarks.step_overhead --recipe recipes/simclr.yaml --method simclr
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.machine import describe_machine
+from cmp.cells import Cell, resolve
+from cmp.plugin_loader import load_plugins
+from cmp.recipe import load_recipe
+from cmp.runner import Model, RunInfo, Runner, build_model
+from cmp.trainer import TrainConfig, Trainer
+
+BareStep = Callable[[torch.Tensor], None]
+
+
+def simclr_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The usual hand-written SimCLR loss: 2N x 2N similarities, diagonal out, cross-entropy."""
+    z = F.normalize(z.float(), dim=1)
+    n = z.shape[0] // 2
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, targets)
+
+
+def bare_simclr(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
+    online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
+    temperature = cell.parts["loss"].params["temperature"]
+
+    def step(x: torch.Tensor) -> None:
+        with autocast():
+            v1, v2 = aug(x, generator)
+            if cell.train["channels_last"]:
+                v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
+            loss = simclr_loss(online(torch.cat([v1, v2])), temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+    return step
+
+
+BARE_LOOPS: dict[str, Callable[..., BareStep]] = {"simclr": bare_simclr}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=Path("recipes/simclr.yaml"))
+    parser.add_argument("--method", default="simclr", choices=sorted(BARE_LOOPS))
+    parser.add_argument("--steps", type=int, default=30, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds per side")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+
+    plugins = load_plugins(plugins="none")
+    recipe = load_recipe(args.recipe, args.overrides)
+    (cell,) = [c for c in resolve(recipe, plugins.registry) if c.method == args.method]
+    out = Path(tempfile.mkdtemp(prefix="cmp-bench-"))
+    runner = Runner(plugins, out)
+    data = runner.data_for(cell)
+    info = data.info()
+    device = torch.device("cpu")
+    batch = cell.train["batch_size"]
+    images = data.train_images[: batch * args.steps].to(device)
+    precision = cell.train["precision"]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    cmp_model = build_model(cell, plugins.registry, info, args.steps, device)
+    bare_model = build_model(cell, plugins.registry, info, args.steps, device)
+    run = RunInfo("bench", recipe.name, cell.method, cell.key(), out / "bench", cell.config(), device)
+    cmp_gen = torch.Generator().manual_seed(0)
+    bare_gen = torch.Generator().manual_seed(0)
+    bare_step = BARE_LOOPS[args.method](bare_model, cell, bare_gen, autocast)
+    plugins.hook.cmp_run_start(run=run)
+
+    def cmp_round() -> float:
+        trainer = Trainer(
+            cmp_model.learner, cmp_model.augmentation, images, cmp_model.optimizer, cmp_model.schedule, cmp_gen,
+            TrainConfig(epochs=1, batch_size=batch, log_every=cell.train["log_every"], precision=precision,
+                        channels_last=cell.train["channels_last"], collapse_std=cell.train["collapse_std"]),
+            run, plugins.hook,
+        )
+        started = time.perf_counter()
+        trainer.fit()
+        return (time.perf_counter() - started) / args.steps
+
+    def bare_round() -> float:
+        perm = torch.randperm(images.shape[0], generator=bare_gen)
+        started = time.perf_counter()
+        for i in range(args.steps):
+            bare_step(images[perm[i * batch : (i + 1) * batch]])
+        return (time.perf_counter() - started) / args.steps
+
+    cmp_round(), bare_round()  # warm-up
+    cmp_times, bare_times = [], []
+    for _ in range(args.rounds):
+        cmp_times.append(cmp_round())
+        bare_times.append(bare_round())
+    plugins.hook.cmp_run_end(run=run, result={})
+    cmp_ms, bare_ms = statistics.median(cmp_times) * 1000, statistics.median(bare_times) * 1000
+    print(describe_machine())
+    print(f"recipe {args.recipe}, method {args.method}, batch {batch}, precision {precision}, "
+          f"{args.rounds} rounds x {args.steps} steps per side")
+    print(f"cmp engine : {cmp_ms:8.2f} ms/step (rounds: {', '.join(f'{t * 1000:.1f}' for t in cmp_times)})")
+    print(f"bare loop  : {bare_ms:8.2f} ms/step (rounds: {', '.join(f'{t * 1000:.1f}' for t in bare_times)})")
+    print(f"ratio cmp / bare = {cmp_ms / bare_ms:.3f}  (goal <= 1.03)")
+
+
+if __name__ == "__main__":
+    main()
