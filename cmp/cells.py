@@ -9,7 +9,10 @@ is built, so a typo costs nothing.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,14 +25,14 @@ import torch
 from cmp.contracts import MethodPreset
 from cmp.errors import PluginError, RecipeError
 from cmp.params import ParamError, ParamSchema, describe_validation_error
-from cmp.recipe import OPTIONAL_PARTS, PART_SLOTS, Choice, MethodSpec, Recipe
+from cmp.recipe import OPTIONAL_PARTS, PART_SLOTS, Choice, MethodSpec, Parts, Recipe, RecipeModel, apply_override
 from cmp.registry import SLOTS, Registry
 from cmp.suggest import unknown_name
 
 STEP_OPTIONS = {"pairs": "symmetric", "joint_forward": False}
 """Step options besides the slot choices, with their values when nothing sets them."""
 
-BASELINES = ("raw_pixels", "random_init")
+BASELINES = ("raw_pixels", "random_init", "supervised")
 """Representations every method is compared with under the same evaluation protocol."""
 
 _UNHASHED_TRAIN_KEYS = ("log_every", "threads")
@@ -91,8 +94,69 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+ROOT_KEYS = ("data", "train", "eval", "baselines")
+"""Sweep keys under these apply to the whole recipe; part keys (loss, encoder...) to every method."""
+
+
+def sweep_points(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
+    """(key path of the grid, {dotted key: value}) for every point of the recipe's sweep."""
+    sweep = recipe.model.sweep
+    if not sweep:
+        return [("sweep", {})]
+    grids = [("sweep", sweep)] if isinstance(sweep, dict) else [(f"sweep.{i}", g) for i, g in enumerate(sweep)]
+    points = []
+    for where, grid in grids:
+        keys = list(grid)
+        for values in itertools.product(*(grid[k] for k in keys)):
+            points.append((where, dict(zip(keys, values))))
+    return points
+
+
 def resolve(recipe: Recipe, registry: Registry) -> list[Cell]:
-    """One cell per method; `RecipeError` or `PluginError` for anything that does not fit."""
+    """Every cell: each method at each sweep point; identical cells are kept once.
+
+    `RecipeError` or `PluginError` for anything that does not fit, before any work.
+    """
+    cells: dict[tuple[str, str], Cell] = {}
+    for where, point in sweep_points(recipe):
+        root = {k: v for k, v in point.items() if k.split(".")[0] in ROOT_KEYS}
+        for key in point:
+            head = key.split(".")[0]
+            if head not in ROOT_KEYS and head not in PART_SLOTS and head not in STEP_OPTIONS and head != "methods":
+                known = [*ROOT_KEYS, *PART_SLOTS, *STEP_OPTIONS, "methods"]
+                raise recipe.source.error(f"{where}.{key}", unknown_name("sweep key", head, known))
+        at_point = _with_root_values(recipe, root, where)
+        for method in at_point.model.methods:
+            own = {k: v for k, v in point.items() if k not in root and not k.startswith("methods.")}
+            prefix = f"methods.{method}."
+            own.update({k[len(prefix):]: v for k, v in point.items() if k.startswith(prefix)})
+            applies = {k: v for k, v in point.items() if k in root or not k.startswith("methods.") or k.startswith(prefix)}
+            for cell in _resolve_cells(at_point, registry, method, own, where):
+                cell = dataclasses.replace(cell, sweep=applies)
+                cells.setdefault((method, cell.key()), cell)
+    return list(cells.values())
+
+
+def _with_root_values(recipe: Recipe, root: dict[str, Any], where: str) -> Recipe:
+    """The recipe with swept data/train/eval values written in, validated again."""
+    if not root:
+        return recipe
+    raw = copy.deepcopy(recipe.raw)
+    for key, value in root.items():
+        apply_override(raw, key, value, recipe.source.where(f"{where}.{key}"))
+    try:
+        model = RecipeModel.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        loc, message = describe_validation_error(exc)
+        path = ".".join(loc)
+        swept = next((k for k in root if path == k or path.startswith(k + ".")), path)
+        raise recipe.source.error(f"{where}.{swept}", message) from None
+    return dataclasses.replace(recipe, model=model)
+
+
+def _resolve_cells(
+    recipe: Recipe, registry: Registry, method: str, swept: dict[str, Any], where: str
+) -> list[Cell]:
     model = recipe.model
     data = _resolve_data(recipe, registry)
     train = model.train.model_dump()
@@ -107,13 +171,20 @@ def resolve(recipe: Recipe, registry: Registry) -> list[Cell]:
     for i, baseline in enumerate(model.baselines):
         if baseline not in BASELINES:
             raise recipe.source.error(f"baselines.{i}", unknown_name("baseline", baseline, BASELINES))
-    cells = []
-    for method in model.methods:
-        parts, step = _resolve_method(recipe, registry, method)
-        cells.append(
-            Cell(recipe.name, method, data, train, parts, step, evaluators, tuple(model.baselines))
-        )
-    return cells
+    parts, step = _resolve_method(recipe, registry, method, _sweep_layer(recipe, swept, where), where)
+    return [Cell(recipe.name, method, data, train, parts, step, evaluators, tuple(model.baselines))]
+
+
+def _sweep_layer(recipe: Recipe, swept: dict[str, Any], where: str) -> dict[str, Any]:
+    """Dotted part keys (`loss.params.temperature`) as one validated layer of parts."""
+    nested: dict[str, Any] = {}
+    for key, value in swept.items():
+        apply_override(nested, key, value, recipe.source.where(f"{where}.{key}"))
+    try:
+        return _set_fields(Parts.model_validate(nested))
+    except pydantic.ValidationError as exc:
+        loc, message = describe_validation_error(exc, sorted(Parts.model_fields))
+        raise recipe.source.error(f"{where}.{'.'.join(loc)}", message) from None
 
 
 def _resolve_data(recipe: Recipe, registry: Registry) -> dict[str, Any]:
@@ -143,7 +214,7 @@ class _Layered:
 
 
 def _resolve_method(
-    recipe: Recipe, registry: Registry, method: str
+    recipe: Recipe, registry: Registry, method: str, sweep_layer: Mapping[str, Any], sweep_where: str
 ) -> tuple[dict[str, ResolvedChoice | None], dict[str, Any]]:
     spec = recipe.model.methods[method]
     layers: list[tuple[Mapping[str, Any], str]] = []
@@ -153,6 +224,7 @@ def _resolve_method(
         layers.append((_preset_parts(preset, spec.preset, component.provider), f"preset '{spec.preset}'"))
     layers.append((_set_fields(recipe.model.defaults), "defaults"))
     layers.append((_set_fields(spec), f"methods.{method}"))
+    layers.append((sweep_layer, sweep_where))
 
     layered: dict[str, _Layered | None] = {}
     step: dict[str, Any] = dict(STEP_OPTIONS)

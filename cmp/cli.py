@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from cmp import __version__
+from cmp.baselines import baseline_specs, compute_baseline
+from cmp.cells import resolve
+from cmp.environment import environment
 from cmp.errors import CmpError
 from cmp.plugin_loader import Plugins, load_plugins
+from cmp.recipe import load_recipe
 from cmp.registry import SLOTS
+from cmp.report import write_report
+from cmp.runner import MANIFEST, RESULT, Runner, resolve_device, write_json
+from cmp.summary import format_table, summary_table
+from cmp.workers import run_cells
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a recipe key, e.g. --set train.epochs=1 (repeatable)")
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default: runs/)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="override train.device")
+    run.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cells at once in worker processes")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and what is cached; train nothing")
+    run.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory (default: reports/)")
+
+    report = sub.add_parser("report", help="write the comparison report of finished runs")
+    report.add_argument("runs", type=Path, help="a recipe's runs directory (runs/NAME) or the runs root")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="reports directory (default: reports/)")
 
     plugins = sub.add_parser("plugins", help="list every component per slot with its parameters")
     plugins.add_argument("--slot", choices=sorted(SLOTS), help="only this slot")
@@ -46,13 +63,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.command_line = "cmp " + shlex.join(argv)
     try:
         plugins = load_plugins(args.plugins, args.plugin_module)
         for warning in plugins.warnings:
             print(f"cmp: warning: {warning}", file=sys.stderr)
         if args.command == "plugins":
             return list_plugins(plugins, args.slot, args.json)
+        if args.command == "report":
+            return report_command(args)
         return run_command(plugins, args)
     except CmpError as exc:
         print(f"cmp: error: {exc}", file=sys.stderr)
@@ -63,27 +84,75 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(plugins: Plugins, args: argparse.Namespace) -> int:
-    from cmp.baselines import baseline_specs, compute_baseline
-    from cmp.cells import resolve
-    from cmp.recipe import load_recipe
-    from cmp.runner import Runner
-    from cmp.summary import summary_table
-
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"train.device={args.device}")
+    if args.jobs < 1:
+        raise CmpError("must be at least 1", where=f"--jobs {args.jobs}")
     recipe = load_recipe(args.recipe, overrides)
     cells = resolve(recipe, plugins.registry)
-    runner = Runner(plugins, args.out)
+    runner = Runner(plugins, args.out, echo=_stderr)
+    recipe_dir = args.out / recipe.name
+    if args.dry_run:
+        print(format_table([[c.name, c.key(), runner.plan(c)] for c in cells], ["cell", "key", "plan"]))
+        print(f"\n{len(cells)} cell(s); run directories under {recipe_dir}")
+        return 0
     for cell in cells:  # every data set is found and checked before any training starts
         runner.data_for(cell)
-    print(f"cmp: {recipe.name}: {len(cells)} run(s) into {args.out / recipe.name}", file=sys.stderr)
-    results = [runner.run_cell(cell) for cell in cells]
+    _stderr(f"cmp: {recipe.name}: {len(cells)} cell(s) into {recipe_dir}")
+    results = run_cells(
+        runner, cells, args.jobs, args.plugins, args.plugin_module,
+        on_done=lambda r: _stderr(f"cmp: {r['cell']}: {r['status']}" + (f" ({r['reason']})" if r.get("reason") else "")),
+    )
     baselines = [compute_baseline(runner, spec) for spec in baseline_specs(cells)]
+    manifest = {
+        "recipe": recipe.name, "description": recipe.model.description,
+        "command": args.command_line,
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "environment": environment(resolve_device(cells[0].train["device"])),
+        "cells": [c.key() for c in cells], "baselines": baselines,
+    }
+    write_json(recipe_dir / MANIFEST, manifest)
+    paths = write_report(recipe.name, results, baselines, args.reports / recipe.name, manifest, recipe.model.description)
     print()
     print(summary_table(results, baselines))
-    print(f"\nrun directories: {args.out / recipe.name}")
+    print(f"\nreport: {paths['markdown']} (and report.html, results.csv)\nruns:   {recipe_dir}")
     return 0 if all(r.get("status") == "ok" for r in results) else 1
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """`cmp report RUNS`: one report per recipe found under RUNS."""
+    recipe_dirs = _recipe_dirs(args.runs)
+    if not recipe_dirs:
+        raise CmpError("holds no finished runs (no */result.json)", where=str(args.runs))
+    for recipe_dir in recipe_dirs:
+        manifest = json.loads((recipe_dir / MANIFEST).read_text()) if (recipe_dir / MANIFEST).is_file() else {}
+        keys = set(manifest.get("cells", []))
+        results = []
+        for path in sorted(recipe_dir.glob(f"*/{RESULT}")):
+            try:
+                result = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise CmpError(f"cannot read: {exc}", where=str(path)) from None
+            if not keys or result.get("key") in keys:
+                results.append(result)
+        name = manifest.get("recipe", recipe_dir.name)
+        paths = write_report(name, results, manifest.get("baselines", []), args.out / name, manifest or None, manifest.get("description"))
+        print(f"report: {paths['markdown']} ({len(results)} cells)")
+    return 0
+
+
+def _recipe_dirs(runs: Path) -> list[Path]:
+    """`runs` itself when it is one recipe's directory, else its recipe sub-directories."""
+    if not runs.is_dir():
+        return []
+    if (runs / MANIFEST).is_file() or any(runs.glob(f"*/{RESULT}")):
+        return [runs]
+    return sorted(d for d in runs.iterdir() if d.is_dir() and any(d.glob(f"*/{RESULT}")))
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def plugin_listing(plugins: Plugins, slot: str | None = None) -> dict[str, Any]:

@@ -114,12 +114,16 @@ class Learner(nn.Module):
         return {**self.target.stats(), **self.negative_source.stats()}
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """Trainable parameters; biases and norm-layer weights (ndim <= 1) flagged for no decay."""
-        decay, no_decay = [], []
-        for param in self.parameters():
-            if param.requires_grad:
-                (no_decay if param.ndim <= 1 else decay).append(param)
-        groups: list[dict[str, Any]] = [{"params": decay}]
-        if no_decay:
-            groups.append({"params": no_decay, "exclude_from_decay": True})
-        return groups
+        return param_groups(self)
+
+
+def param_groups(module: nn.Module) -> list[dict[str, Any]]:
+    """Trainable parameters; biases and norm-layer weights (ndim <= 1) flagged for no decay."""
+    decay, no_decay = [], []
+    for param in module.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    groups: list[dict[str, Any]] = [{"params": decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "exclude_from_decay": True})
+    return groups

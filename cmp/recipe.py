@@ -133,6 +133,16 @@ class RecipeModel(_Strict):
         default_factory=lambda: {"knn": {}, "linear": {}}
     )
     baselines: list[str] = Field(default_factory=lambda: ["raw_pixels", "random_init"])
+    sweep: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None
+
+    @field_validator("sweep")
+    @classmethod
+    def _non_empty(cls, value: Any) -> Any:
+        for grid in [value] if isinstance(value, dict) else value or []:
+            for key, values in grid.items():
+                if not values:
+                    raise ValueError(f"{key} lists no values")
+        return value
 
     @field_validator("methods")
     @classmethod
@@ -169,6 +179,7 @@ class Recipe:
 
     model: RecipeModel
     source: Source
+    raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -187,8 +198,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise RecipeError(f"value is not valid YAML: {exc}", where=f"--set {text}") from None
 
 
-def apply_override(raw: dict[str, Any], key: str, value: Any, text: str) -> None:
-    """Set `a.b.c` in nested dicts, creating missing levels."""
+def apply_override(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set `a.b.c` in nested dicts, creating missing levels; errors name `where`."""
     parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
@@ -197,7 +208,7 @@ def apply_override(raw: dict[str, Any], key: str, value: Any, text: str) -> None
             child = node[part] = {}
         if not isinstance(child, dict):
             prefix = ".".join(parts[: i + 1])
-            raise RecipeError(f"cannot set a key inside {prefix}, which is a {type(child).__name__}", where=f"--set {text}")
+            raise RecipeError(f"cannot set a key inside {prefix}, which is a {type(child).__name__}", where=where)
         node = child
     node[parts[-1]] = value
 
@@ -227,14 +238,14 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     set_keys: dict[str, str] = {}
     for text in overrides:
         key, value = parse_override(text)
-        apply_override(raw, key, value, text)
+        apply_override(raw, key, value, f"--set {text}")
         set_keys[key] = text
     try:
         model = RecipeModel.model_validate(raw)
     except pydantic.ValidationError as exc:
         loc, message = describe_validation_error(exc, _known_keys(exc))
         raise Source(path, set_keys).error(".".join(loc), message) from None
-    return Recipe(model, Source(path, set_keys))
+    return Recipe(model, Source(path, set_keys), raw)
 
 
 def _known_keys(exc: pydantic.ValidationError) -> list[str]:

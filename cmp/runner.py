@@ -34,6 +34,7 @@ from cmp.trainer import TrainConfig, Trainer
 
 RESULT = "result.json"
 CHECKPOINT = "checkpoint.pt"
+MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -143,7 +144,23 @@ class Runner:
             result = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return result if result.get("key") == cell.key() else None
+        return result if result.get("key") == cell.key() and result.get("status") == "ok" else None
+
+    def plan(self, cell: Cell) -> str:
+        """What `run_cell` would do: reuse a result, resume a checkpoint, retry, or train."""
+        if self.cached_result(cell) is not None:
+            return "cached"
+        run_dir = self.run_dir(cell)
+        checkpoint = run_dir / CHECKPOINT
+        failed = (run_dir / RESULT).is_file()
+        if checkpoint.is_file():
+            try:
+                state = load_checkpoint(checkpoint, cell.key())
+                where = f"resume at step {int(state['position']['step'])}"
+            except CmpError as exc:
+                where = f"unreadable checkpoint ({exc.message}): train from scratch"
+            return f"failed before; {where}" if failed else where
+        return "failed before; retry" if failed else "train"
 
     def run_cell(self, cell: Cell, device_name: str | None = None) -> dict[str, Any]:
         """Train and evaluate one cell (or return its cached result); never raises for a failed run."""
@@ -222,7 +239,7 @@ class Runner:
         if checkpoint.is_file():
             trainer.load_state_dict(load_checkpoint(checkpoint, cell.key()))
             resumed_from = trainer.position.step
-            self.echo(f"{cell.name}: resuming from step {resumed_from} ({checkpoint})")
+            self.echo(f"cmp: {cell.name}: resuming from step {resumed_from} ({checkpoint})")
         reset_peak_memory(device)
         self.hooks.cmp_run_start(run=run)
         summary = trainer.fit({"key": cell.key()})

@@ -33,14 +33,15 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, P
     recipe = tmp / "tiny.yaml"
     recipe.write_text(TINY)
     out = tmp / "runs"
-    code = main(["run", str(recipe), "--out", str(out)])
+    code = main(["run", str(recipe), "--out", str(out), "--reports", str(tmp / "reports")])
     return out, code, recipe
 
 
 def test_run_beats_the_random_encoder_and_writes_its_run_directory(finished_run: tuple[Path, int, Path]) -> None:
     out, code, _ = finished_run
     assert code == 0
-    (run_dir,) = (out / "tiny_simclr").iterdir()
+    (run_dir,) = [p for p in (out / "tiny_simclr").iterdir() if p.is_dir()]
+    assert json.loads((out / "tiny_simclr" / "manifest.json").read_text())["cells"]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "ok"
     assert (run_dir / "checkpoint.pt").is_file()
@@ -56,7 +57,7 @@ def test_run_beats_the_random_encoder_and_writes_its_run_directory(finished_run:
 
 def test_a_second_run_reuses_the_result(finished_run: tuple[Path, int, Path], capsys: pytest.CaptureFixture[str]) -> None:
     out, _, recipe = finished_run
-    assert main(["run", str(recipe), "--out", str(out)]) == 0
+    assert main(["run", str(recipe), "--out", str(out), "--reports", str(out.parent / "reports")]) == 0
     assert "cached" in capsys.readouterr().out
 
 
