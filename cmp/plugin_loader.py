@@ -85,7 +85,10 @@ def load_plugins(
     chosen = _selection(plugins)
     seen_third_party: set[str] = set()
 
-    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+    def builtins_first(ep: metadata.EntryPoint) -> tuple[bool, str]:
+        return (ep.dist is None or ep.dist.name != OWN_DISTRIBUTION, ep.name)
+
+    for ep in sorted(metadata.entry_points(group=GROUP), key=builtins_first):
         dist = ep.dist.name if ep.dist is not None else None
         version = ep.dist.version if ep.dist is not None else None
         own = dist == OWN_DISTRIBUTION
@@ -98,7 +101,7 @@ def load_plugins(
         except Exception as exc:  # any import failure must not take the others down
             loaded.warnings.append(
                 f"plugin '{ep.name}' ({dist or 'unknown distribution'}) failed to import "
-                f"and was skipped: {type(exc).__name__}: {exc}"
+                f"and was skipped: {type(exc).__name__}: {_one_line(exc)}"
             )
             continue
         _register(loaded, module, Provider(ep.name, dist, version))
@@ -128,10 +131,16 @@ def _register(loaded: Plugins, plugin: Any, provider: Provider) -> None:
             f"two plugins are named '{provider.plugin}': {loaded.providers[provider.plugin]} "
             f"and {provider}"
         )
+    already = loaded.manager.get_name(plugin)
+    if already is not None:  # pluggy would raise a bare ValueError (e.g. `-p` of an installed plugin)
+        raise PluginError(
+            f"already loaded as {loaded.providers[already]}; an installed plugin needs no -p",
+            where=f"plugin '{provider.plugin}'",
+        )
     try:
         loaded.manager.register(plugin, name=provider.plugin)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(str(exc), where=f"plugin '{provider.plugin}'") from None
+        raise PluginError(_one_line(exc), where=f"plugin '{provider.plugin}'") from None
     loaded.providers[provider.plugin] = provider
 
 
@@ -150,7 +159,12 @@ def _check_hook_names(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(str(exc)) from None
+        raise PluginError(_one_line(exc)) from None
+
+
+def _one_line(exc: Exception) -> str:
+    """pluggy's multi-line validation message as one line (the CLI prints errors as one)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _fill_registry(loaded: Plugins) -> None:
@@ -166,6 +180,6 @@ def _fill_registry(loaded: Plugins) -> None:
                 raise
             except Exception as exc:
                 raise PluginError(
-                    f"registering {slot} failed: {type(exc).__name__}: {exc}",
+                    f"registering {slot} failed: {type(exc).__name__}: {_one_line(exc)}",
                     where=f"plugin '{impl.plugin_name}'",
                 ) from None

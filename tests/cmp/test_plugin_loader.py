@@ -1,12 +1,23 @@
-"""Plugin loading: built-ins as entry points, broken plugins, misspelt hooks, selection."""
+"""Plugin loading: built-ins as entry points, broken plugins, misspelt hooks, selection.
+
+Selection of installed third-party plugins (`--plugins`, `CMP_PLUGINS`,
+`CMP_DISABLE_PLUGIN_AUTOLOAD`) is tested with a real package in
+`tests/examples/test_vicreg_package.py`.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import json
+import sys
+import textwrap
 import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from cmp.cli import main
 from cmp.errors import PluginError
 from cmp.plugin_loader import load_plugins
 from cmp.registry import SLOTS
@@ -64,3 +75,74 @@ def test_registering_a_builtin_name_again_is_an_error() -> None:
 
     with pytest.raises(PluginError, match=r"loss 'nt_xent' is registered twice: by cmp .* and by unpackaged \(plugin 'clash'\)"):
         load_plugins(plugins="none", extra_objects=[("clash", types.SimpleNamespace(cmp_register_losses=cmp_register_losses))])
+
+
+@pytest.fixture
+def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], str]]:
+    """Write an importable plugin module into tmp_path; return its name for `cmp -p`."""
+    written: list[str] = []
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        written.append(name)
+        return name
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize(
+    ("hook", "expected"),
+    [
+        ("cmp_register_loss(register)", "'cmp_register_loss' is not a cmp hook (did you mean 'cmp_register_losses'?)"),
+        ("cmp_step_ends(run, step, metrics)", "'cmp_step_ends' is not a cmp hook (did you mean 'cmp_step_end'?)"),
+        ("cmp_step_end(run, step, metric)", "Argument(s) {'metric'} are declared in the hookimpl but can not be found in the hookspec"),
+    ],
+)
+def test_a_misspelt_hook_is_one_error_line_at_the_cli(
+    plugin_module: Callable[[str, str], str], capsys: pytest.CaptureFixture[str], hook: str, expected: str
+) -> None:
+    name = plugin_module(
+        f"typo_{hook.split('(')[0]}_{len(hook)}",
+        f"""
+        from cmp import hookimpl
+
+        @hookimpl
+        def {hook}:
+            pass
+        """,
+    )
+    assert main(["-p", name, "plugins", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"cmp: error: plugin '{name}': ") and expected in line
+
+
+def test_a_plugin_that_fails_to_import_is_one_warning_line_at_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = metadata.entry_points
+
+    def with_broken(**kwargs: str) -> list[metadata.EntryPoint]:
+        return [*real(**kwargs), metadata.EntryPoint("broken", "no_such_module_xyz", "cmp")]
+
+    monkeypatch.setattr(metadata, "entry_points", with_broken)
+    assert main(["plugins", "--json", "--slot", "losses"]) == 0
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith("cmp: warning: plugin 'broken'") and "ModuleNotFoundError" in line
+    listing = json.loads(captured.out)
+    assert len(listing["warnings"]) == 1 and "plugin 'broken'" in listing["warnings"][0]
+    assert "nt_xent" in {c["name"] for c in listing["slots"]["losses"]}
+
+
+def test_loading_an_installed_plugin_again_with_dash_p_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-p", "cmp_plugins.losses", "plugins"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "cmp: error: plugin 'cmp_plugins.losses': already loaded as cmp 0.1.0 (plugin 'losses'); "
+        "an installed plugin needs no -p"
+    )
