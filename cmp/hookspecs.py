@@ -71,15 +71,21 @@ class RegistrationSpecs:
 
     @hookspec
     def cmp_register_datasets(self, register: Register) -> None:
-        """Register datasets: factory(root: Path | None, download: bool, *, params) -> ImageData.
+        """Register datasets: factory(root, download, split_seed, *, params) -> ImageData.
 
-        The engine tries local copies first; `download` is False when the recipe forbids
-        it. A data set that cannot be found raises `DataError` naming where it looked.
+        `root` is `data.root` (a Path) or None, `download` is False when the recipe forbids
+        downloading, `split_seed` fixes the split of a data set without a test split. The
+        engine tries local copies first; a data set that cannot be found raises
+        `DataError` naming where it looked.
         """
 
     @hookspec
     def cmp_register_evaluators(self, register: Register) -> None:
-        """Register evaluators: factory(*, params) -> Evaluator (train, test -> metrics)."""
+        """Register evaluators: factory(*, params) -> Evaluator (train, test -> metrics).
+
+        Pass `during_training=True` to `register` for an evaluator cheap enough to run
+        every `train.eval_every` epochs (kNN); the others run once, after training.
+        """
 
 
 class LifecycleSpecs:

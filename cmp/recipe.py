@@ -199,13 +199,19 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_override(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
-    """Set `a.b.c` in nested dicts, creating missing levels; errors name `where`."""
+    """Set `a.b.c` in nested dicts, creating missing levels; errors name `where`.
+
+    A slot given by name alone (`encoder: convnet`) is shorthand for `{name: convnet}`,
+    so `--set defaults.encoder.params.widths=[8]` reaches inside it.
+    """
     parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
+        elif isinstance(child, str) and part in PART_SLOTS:
+            child = node[part] = {"name": child}
         if not isinstance(child, dict):
             prefix = ".".join(parts[: i + 1])
             raise RecipeError(f"cannot set a key inside {prefix}, which is a {type(child).__name__}", where=where)

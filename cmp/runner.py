@@ -212,6 +212,10 @@ class Runner:
         steps_per_epoch = train_images.shape[0] // batch_size
         model = build_model(cell, self.registry, info, steps_per_epoch, device)
         evaluators = {name: build(self.registry, choice) for name, choice in cell.evaluators.items()}
+        during_training = {
+            name: e for name, e in evaluators.items()
+            if self.registry.get("evaluators", cell.evaluators[name].name).meta.get("during_training", False)
+        }
         images = train_images.to(device)
         labelled = (data.train_images.to(device), data.train_labels.to(device), data.test_images.to(device), data.test_labels.to(device))
         generator = torch.Generator(device=device).manual_seed(cell.train["seed"])
@@ -219,7 +223,8 @@ class Runner:
         run.total_steps = steps_per_epoch * cell.train["epochs"]
 
         def evaluate(epoch: int) -> dict[str, float]:
-            results = self.evaluate(run, model.learner.encoder, model.augmentation.preprocess, labelled, info.num_classes, evaluators)
+            chosen = evaluators if epoch >= cell.train["epochs"] else during_training
+            results = self.evaluate(run, model.learner.encoder, model.augmentation.preprocess, labelled, info.num_classes, chosen)
             self.hooks.cmp_evaluation_done(run=run, epoch=epoch, results=results)
             return results
 

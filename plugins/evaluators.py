@@ -57,21 +57,24 @@ def knn(*, k: PositiveInt = 200, temperature: Positive = 0.1) -> KNN:
 def fit_linear(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int) -> torch.nn.Linear:
     """Multinomial logistic regression by full-batch L-BFGS, run to convergence.
 
+    float32 throughout: on Fashion-MNIST pixels (60 000 x 784) it reaches the float64
+    solution's test top-1 (84.08 vs 84.09) in 43% of the time (47 s vs 112 s, 2 cores).
+
     Minimises mean cross-entropy + weight_decay / 2 * ||W||^2 (bias not penalised): the
     objective of scikit-learn's LogisticRegression with C = 1 / (N * weight_decay).
     """
-    model = torch.nn.Linear(x.shape[1], num_classes).to(x.device, torch.float64)
+    model = torch.nn.Linear(x.shape[1], num_classes).to(x.device, torch.float32)
     torch.nn.init.zeros_(model.weight)
     torch.nn.init.zeros_(model.bias)
-    x64 = x.double()
+    x32 = x.float()
     optimizer = torch.optim.LBFGS(
         model.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
-        tolerance_grad=1e-7, tolerance_change=1e-12, line_search_fn="strong_wolfe",
+        tolerance_grad=1e-5, tolerance_change=1e-9, line_search_fn="strong_wolfe",
     )
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(x64), y) + 0.5 * weight_decay * model.weight.square().sum()
+        loss = F.cross_entropy(model(x32), y) + 0.5 * weight_decay * model.weight.square().sum()
         loss.backward()
         return loss
 
@@ -90,7 +93,7 @@ class LinearProbe:
         std = train.x.std(dim=0, keepdim=True).clamp_min(1e-6)
         model = fit_linear((train.x - mean) / std, train.y, train.num_classes, self.weight_decay, self.max_iter)
         with torch.no_grad():
-            predicted = model(((test.x - mean) / std).double()).argmax(dim=1)
+            predicted = model(((test.x - mean) / std).float()).argmax(dim=1)
         return {"top1": (predicted == test.y).double().mean().item()}
 
 
@@ -101,5 +104,5 @@ def linear(*, weight_decay: NonNegative = 1e-4, max_iter: PositiveInt = 1000) ->
 
 @hookimpl
 def cmp_register_evaluators(register: Register) -> None:
-    register("knn", knn)
+    register("knn", knn, during_training=True)
     register("linear", linear)

@@ -104,3 +104,10 @@ def test_cell_key_changes_with_results_not_with_logging(write_recipe, plugins) -
     key = resolve(load_recipe(path), plugins.registry)[0].key()
     assert resolve(load_recipe(path, ["train.log_every=3"]), plugins.registry)[0].key() == key
     assert resolve(load_recipe(path, ["train.seed=1"]), plugins.registry)[0].key() != key
+
+
+def test_set_reaches_inside_a_slot_given_by_name(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    path = write_recipe(GOOD.replace("simclr: {preset: simclr}", "simclr: {preset: simclr, schedule: cosine}"))
+    recipe = load_recipe(path, ["methods.simclr.schedule.params.warmup_epochs=2"])
+    (cell,) = resolve(recipe, plugins.registry)
+    assert cell.parts["schedule"].name == "cosine" and cell.parts["schedule"].params["warmup_epochs"] == 2

@@ -64,7 +64,7 @@ def test_linear_probe_matches_scikit_learn() -> None:
     wd = 1e-3
     model = fit_linear(x64, y, 5, weight_decay=wd, max_iter=500)
     reference = LogisticRegression(C=1 / (len(y) * wd), tol=1e-10, max_iter=5000).fit(x64.numpy(), y.numpy())
-    ours = model(x64).argmax(1).numpy()
+    ours = model(x64.float()).argmax(1).numpy()
     assert (ours == reference.predict(x64.numpy())).mean() > 0.99
     # same objective, same optimum: the weights agree up to a shared shift of the logits
     w = model.weight.detach().numpy()
