@@ -42,14 +42,18 @@ class BaselineSpec:
 
     def key(self) -> str:
         config = self.cell.config()
+        augmentation = config["parts"]["augmentation"]
+        # Evaluation input is the augmentation's deterministic preprocess: its size and the
+        # data's normalisation, whatever the random parts; only training sees those.
         spec: dict[str, Any] = {
             "baseline": self.name, "data": config["data"], "eval": config["eval"],
-            "input": config["parts"]["augmentation"],
+            "input": {"size": augmentation.get("params", {}).get("size")},
         }
         if self.name in ("random_init", "supervised"):
             spec["encoder"] = config["parts"]["encoder"]
             spec["seed"] = config["train"]["seed"]
         if self.name == "supervised":
+            spec["input"] = augmentation
             spec["optimizer"] = config["parts"]["optimizer"]
             spec["schedule"] = config["parts"]["schedule"]
             spec["train"] = {k: config["train"][k] for k in ("epochs", "batch_size", "precision", "channels_last")}

@@ -107,7 +107,7 @@ def run_command(plugins: Plugins, args: argparse.Namespace) -> int:
     baselines = [compute_baseline(runner, spec) for spec in baseline_specs(cells)]
     manifest = {
         "recipe": recipe.name, "description": recipe.model.description,
-        "command": args.command_line,
+        "command": args.command_line, "runs_dir": str(recipe_dir),
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "environment": environment(resolve_device(cells[0].train["device"])),
         "cells": [c.key() for c in cells], "baselines": baselines,

@@ -21,15 +21,22 @@ def extract_features(
     num_classes: int,
     batch_size: int = 1024,
     progress: Progress | None = None,
+    channels_last: bool = False,
 ) -> Features:
-    """Encoder representations h of uint8 images, encoder in eval mode (restored after)."""
+    """Encoder representations h of uint8 images, encoder in eval mode (restored after).
+
+    Always float32; `channels_last` (as in training) only changes the memory layout.
+    """
     was_training = encoder.training
     encoder.eval()
     try:
         chunks = []
         total = images.shape[0]
         for start in range(0, total, batch_size):
-            chunks.append(encoder(preprocess(images[start : start + batch_size])).float())
+            x = preprocess(images[start : start + batch_size])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            chunks.append(encoder(x).float())
             if progress is not None:
                 progress(min(total, start + batch_size), total)
     finally:

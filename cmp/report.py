@@ -366,7 +366,8 @@ def write_report(
             f"(cmp {env.get('cmp', '?')}, torch {env.get('torch', '?')}), {invocation.get('finished', '')}."
         )
     ok, failed = sum(len(g.ok) for g in groups), sum(len(g.failed) for g in groups)
-    intro.append(f"{ok} cell(s) finished, {failed} failed. Regenerate with `cmp report RUNS_DIR`.")
+    runs_dir = (invocation or {}).get("runs_dir", "RUNS_DIR")
+    intro.append(f"{ok} cell(s) finished, {failed} failed. Regenerate with `cmp report {runs_dir}`.")
 
     sections = [Section("Methods", [method_table(groups, baselines, metrics),
                                     "kNN: weighted vote of the 200 nearest training features (cosine, T = 0.1) "

@@ -272,8 +272,9 @@ class Runner:
         def progress(task: str) -> Callable[[int, int], None]:
             return lambda done, total: self.hooks.cmp_progress(run=run, task=task, done=done, total=total)
 
-        train = extract_features(encoder, preprocess, train_x, train_y, num_classes, progress=progress("features/train"))
-        test = extract_features(encoder, preprocess, test_x, test_y, num_classes, progress=progress("features/test"))
+        layout = {"channels_last": run.config.get("train", {}).get("channels_last", False)}
+        train = extract_features(encoder, preprocess, train_x, train_y, num_classes, progress=progress("features/train"), **layout)
+        test = extract_features(encoder, preprocess, test_x, test_y, num_classes, progress=progress("features/test"), **layout)
         return run_evaluators(evaluators, train, test)
 
 

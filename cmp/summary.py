@@ -49,7 +49,27 @@ def summary_table(results: list[dict[str, Any]], baselines: list[dict[str, Any]]
             *(_pct(b.get("metrics", {}).get(m)) for m in metric_names), _duration(b.get("wall_time_s")), "-",
         ])
     table = format_table(rows, header)
+    verdicts = best_against_baselines(results, baselines, metric_names)
+    if verdicts:
+        table += "\n\n" + "\n".join(verdicts)
     failures = [f"  {r.get('cell')}: {r.get('reason')}" for r in results if r.get("status") == "failed"]
     if failures:
         table += "\n\nfailed:\n" + "\n".join(failures)
     return table
+
+
+def best_against_baselines(
+    results: list[dict[str, Any]], baselines: list[dict[str, Any]], metric_names: list[str]
+) -> list[str]:
+    """Per metric, the best finished cell and its margin in points over each baseline."""
+    lines = []
+    for metric in metric_names:
+        scored = [(r["metrics"][metric], r.get("cell", "?")) for r in results
+                  if r.get("status") == "ok" and isinstance(r.get("metrics", {}).get(metric), (int, float))]
+        if not scored:
+            continue
+        value, cell = max(scored)
+        margins = [f"{100 * (value - b['metrics'][metric]):+.2f} vs {b['label']}" for b in baselines
+                   if isinstance(b.get("metrics", {}).get(metric), (int, float))]
+        lines.append(f"best {metric}: {cell} {100 * value:.2f}" + (f" ({', '.join(margins)})" if margins else ""))
+    return lines

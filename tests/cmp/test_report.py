@@ -12,6 +12,7 @@ import pytest
 
 from cmp.report import group_results, write_report
 from cmp.stats import estimate
+from cmp.summary import summary_table
 
 
 def cell(method: str, seed: int, batch: int, knn: float, loss: str = "nt_xent", negatives: str = "in_batch",
@@ -91,3 +92,15 @@ def test_no_batch_size_figure_without_a_batch_size_sweep(tmp_path: Path) -> None
     write_report("one", results, [], tmp_path)
     assert not (tmp_path / "batch_size.png").exists()
     assert "Losses and negative sources" not in (tmp_path / "report.md").read_text()
+
+
+def test_terminal_summary_names_the_best_cell_and_its_margins() -> None:
+    results = [
+        {"cell": "simclr", "status": "ok", "metrics": {"knn_top1": 0.85}},
+        {"cell": "moco", "status": "ok", "metrics": {"knn_top1": 0.83}},
+        {"cell": "broken", "status": "failed", "reason": "NaN loss", "metrics": {"knn_top1": 0.99}},
+    ]
+    baselines = [{"label": "raw_pixels", "metrics": {"knn_top1": 0.8175}}]
+    table = summary_table(results, baselines)
+    assert "best knn_top1: simclr 85.00 (+3.25 vs raw_pixels)" in table
+    assert "broken: NaN loss" in table
