@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import tempfile
 import time
@@ -42,6 +43,14 @@ def simclr_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return F.cross_entropy(sim, targets)
 
 
+def _optimise(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: Any) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if sched is not None:
+        sched.step()
+
+
 def bare_simclr(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
     online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
     temperature = cell.parts["loss"].params["temperature"]
@@ -52,16 +61,82 @@ def bare_simclr(model: Model, cell: Cell, generator: torch.Generator, autocast: 
             if cell.train["channels_last"]:
                 v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
             loss = simclr_loss(online(torch.cat([v1, v2])), temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
+        _optimise(loss, opt, sched)
 
     return step
 
 
-BARE_LOOPS: dict[str, Callable[..., BareStep]] = {"simclr": bare_simclr}
+def _views(aug: Any, x: torch.Tensor, generator: torch.Generator, cell: Cell) -> list[torch.Tensor]:
+    views = aug(x, generator)
+    if cell.train["channels_last"]:
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    return views
+
+
+def _ema(target: torch.nn.Module, online: torch.nn.Module, m: float) -> None:
+    with torch.no_grad():
+        for t, o in zip(target.parameters(), online.parameters()):
+            t.mul_(m).add_(o.detach(), alpha=1 - m)
+
+
+def bare_moco(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
+    """MoCo v2 as usually hand-written: key encoder under shuffled BN, queue, InfoNCE."""
+    online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
+    key_net = copy.deepcopy(online).requires_grad_(False)
+    temperature = cell.parts["loss"].params["temperature"]
+    target = cell.parts["target"].params
+    m, groups = target.get("momentum", 0.99), target.get("bn_shuffle_groups", 1)
+    size = cell.parts["negative_source"].params.get("size", 4096)
+    queue: torch.Tensor | None = None  # filled with random unit keys once the key size is known
+    pointer = 0
+
+    def step(x: torch.Tensor) -> None:
+        nonlocal queue, pointer
+        with autocast():
+            v1, v2 = _views(aug, x, generator, cell)
+            q = F.normalize(online(v1).float(), dim=1)
+            with torch.no_grad():
+                order = torch.randperm(v2.shape[0])
+                k = torch.cat([key_net(c) for c in v2[order].chunk(groups)])[torch.argsort(order)]
+                k = F.normalize(k.float(), dim=1)
+                if queue is None:
+                    queue = F.normalize(torch.randn(size, k.shape[1]), dim=1)
+            logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], dim=1) / temperature
+            loss = F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long))
+        _optimise(loss, opt, sched)
+        _ema(key_net, online, m)
+        idx = (torch.arange(k.shape[0]) + pointer) % size
+        queue[idx] = k
+        pointer = (pointer + k.shape[0]) % size
+
+    return step
+
+
+def bare_byol(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
+    """BYOL as usually hand-written: predictor, EMA target, symmetrised 2 - 2 cos."""
+    online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
+    predictor = model.learner.predictor
+    assert predictor is not None, "BYOL needs a predictor"
+    target_net = copy.deepcopy(online).requires_grad_(False)
+    m = cell.parts["target"].params.get("momentum", 0.99)
+
+    def regression(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=1)).mean()
+
+    def step(x: torch.Tensor) -> None:
+        with autocast():
+            v1, v2 = _views(aug, x, generator, cell)
+            p1, p2 = predictor(online(v1)), predictor(online(v2))
+            with torch.no_grad():
+                t1, t2 = target_net(v1), target_net(v2)
+            loss = (regression(p1, t2) + regression(p2, t1)) / 2
+        _optimise(loss, opt, sched)
+        _ema(target_net, online, m)
+
+    return step
+
+
+BARE_LOOPS: dict[str, Callable[..., BareStep]] = {"simclr": bare_simclr, "moco": bare_moco, "byol": bare_byol}
 
 
 def main() -> None:
