@@ -36,8 +36,10 @@ class BaselineSpec:
     cell: Cell
 
     def label(self) -> str:
-        if self.name in ("random_init", "supervised"):
-            return f"{self.name} ({self.cell.parts['encoder'].name})"
+        if self.name == "supervised":  # trained at the cell's batch size: one row per size
+            return f"supervised ({self.cell.parts['encoder'].name}, batch {self.cell.train['batch_size']})"
+        if self.name == "random_init":
+            return f"random_init ({self.cell.parts['encoder'].name})"
         return self.name
 
     def key(self) -> str:
@@ -84,7 +86,7 @@ def _compute_baseline(runner: Runner, spec: BaselineSpec, device_name: str | Non
     path = runner.out_dir / "baselines" / f"{spec.name}-{spec.key()}.json"
     if path.is_file():
         try:
-            return {**json.loads(path.read_text()), "cached": True}
+            return {**json.loads(path.read_text()), "label": spec.label(), "cached": True}
         except (OSError, json.JSONDecodeError):
             pass
     cell = spec.cell

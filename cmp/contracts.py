@@ -143,9 +143,10 @@ class Negatives:
 class Loss(Protocol):
     """anchors (A, D), positives (A, D), negatives or None -> scalar tensor.
 
-    Losses L2-normalise what they compare. Register with `needs_negatives=True` when the
-    loss cannot work without negatives; the recipe check then refuses `negative_source:
-    none` for it before anything is built.
+    The loss owns any normalisation: the built-in contrastive losses compare cosines; a
+    loss on raw embeddings (VICReg's variance term) gets them unnormalised. Register with
+    `needs_negatives=True` when the loss cannot work without negatives; the recipe check
+    then refuses `negative_source: none` for it before anything is built.
     """
 
     def __call__(self, anchors: Tensor, positives: Tensor, negatives: Negatives | None) -> Tensor: ...

@@ -139,7 +139,8 @@ def method_table(groups: list[Group], baselines: list[dict[str, Any]], metrics: 
             values = [b["metrics"][m] for b in items if m in b.get("metrics", {})]
             cells.append(estimate(values).format() if values else "-")
         rows.append([f"baseline: {label}", str(len(items)), *cells, "-", "-", "-"])
-    return Table(header, rows, "Mean ± 95% interval (Student t) over seeds; one value where a single seed ran.")
+    return Table(header, rows, "Mean ± 95% interval (Student t) over seeds; one value where a single seed ran. "
+                 "A baseline's seeds are those of the cells that asked for it.")
 
 
 def _baseline_groups(baselines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -69,7 +69,10 @@ def best_against_baselines(
         if not scored:
             continue
         value, cell = max(scored)
-        margins = [f"{100 * (value - b['metrics'][metric]):+.2f} vs {b['label']}" for b in baselines
-                   if isinstance(b.get("metrics", {}).get(metric), (int, float))]
+        by_label: dict[str, list[float]] = {}
+        for b in baselines:
+            if isinstance(b.get("metrics", {}).get(metric), (int, float)):
+                by_label.setdefault(b["label"], []).append(b["metrics"][metric])
+        margins = [f"{100 * (value - sum(v) / len(v)):+.2f} vs {label}" for label, v in by_label.items()]
         lines.append(f"best {metric}: {cell} {100 * value:.2f}" + (f" ({', '.join(margins)})" if margins else ""))
     return lines
