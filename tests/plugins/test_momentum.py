@@ -91,3 +91,18 @@ def test_shuffled_groups_keep_order_and_use_group_statistics() -> None:
     assert not torch.allclose(grouped, whole)  # batch statistics of groups of 4, not of 16
     torch.manual_seed(1)
     torch.testing.assert_close(target.embed(x), grouped)  # the shuffle follows torch's RNG
+
+
+def test_symmetric_moco_pairs_both_views_and_enqueues_both_keys() -> None:
+    net = online()
+    target = MomentumTarget(net, 0.99, "constant", 1)
+    queue = QueueNegatives(4, 64)
+    learner = Learner(net, None, target, queue, functools.partial(nt_xent, temperature=0.2), PAIRINGS["symmetric"], False)
+    views = [torch.randn(8, 6), torch.randn(8, 6)]
+    out = learner(views)
+    assert out.batch.anchors.shape == (16, 4) and out.batch.keys.shape == (16, 4)
+    with torch.no_grad():
+        expected_positives = torch.cat([target.network(views[1]), target.network(views[0])])
+    torch.testing.assert_close(out.batch.positives, expected_positives)
+    learner.after_step(out.batch, 0.0)
+    assert queue.stats() == {"queue_fill": 16 / 64}
