@@ -80,6 +80,10 @@ def resized_crop(images: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tens
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+_NEXT = [1, 2, 0]
+_AFTER_NEXT = [2, 0, 1]
+
+
 def grayscale(images: Tensor) -> Tensor:
     """Luma (N, 1, H, W) of RGB images (ITU-R 601-2 weights, as torchvision rounds them)."""
     if images.shape[1] == 1:
@@ -113,30 +117,30 @@ def adjust_saturation(images: Tensor, factor: Tensor) -> Tensor:
 
 
 def adjust_hue(images: Tensor, shift: Tensor) -> Tensor:
-    """Rotate hue by `shift` (N,) turns in [-0.5, 0.5]; a no-op for 1 channel."""
+    """Rotate hue by `shift` (N,) turns in [-0.5, 0.5]; a no-op for 1 channel.
+
+    HSV round trip without materialising H, S and V: the hue sextant comes from the
+    index of the largest channel (ties resolved r, g, b as in torchvision), and
+    value x saturation is max - min, so the RGB result is max - (max - min) x f(hue).
+    """
     if images.shape[1] == 1:
         return images
-    r, g, b = images.unbind(dim=1)
-    maxc, _ = images.max(dim=1)
-    minc, _ = images.min(dim=1)
-    delta = maxc - minc
+    maxc, index = images.max(dim=1, keepdim=True)
+    delta = maxc - images.amin(dim=1, keepdim=True)
+    # (g - b, b - r, r - g): the numerator of the hue formula for each possible max channel
+    numerators = images[:, _NEXT] - images[:, _AFTER_NEXT]
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    hue = torch.where(
-        maxc == r, ((g - b) / safe) % 6, torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4)
-    )
-    hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
-    hue = (hue + shift.view(-1, 1, 1)) % 1.0
-    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
-    return hsv_to_rgb(hue, sat, maxc)
+    h6 = numerators.gather(1, index).div_(safe).add_(2 * index)
+    h6 = h6.add_(6 * shift.view(-1, 1, 1, 1)).remainder_(6)
+    return hsv_channels(h6, maxc, delta)
 
 
-def hsv_to_rgb(hue: Tensor, sat: Tensor, value: Tensor) -> Tensor:
-    """(N, H, W) hue in [0, 1), saturation, value -> RGB (N, 3, H, W)."""
-    k = torch.tensor([5.0, 3.0, 1.0], device=hue.device, dtype=hue.dtype).view(1, 3, 1, 1)
-    h6 = (hue * 6).unsqueeze(1)
-    t = (k + h6) % 6
-    channel = (torch.minimum(t, 4 - t)).clamp(0, 1)
-    return value.unsqueeze(1) - value.unsqueeze(1) * sat.unsqueeze(1) * channel
+def hsv_channels(h6: Tensor, value: Tensor, chroma: Tensor) -> Tensor:
+    """(N, 1, H, W) hue x 6 in [0, 6), value and chroma (value x saturation) -> RGB."""
+    k = torch.tensor([5.0, 3.0, 1.0], device=h6.device, dtype=h6.dtype).view(1, 3, 1, 1)
+    t = (k + h6).remainder_(6)
+    channel = torch.minimum(t, 4 - t).clamp_(0, 1)
+    return value - chroma * channel
 
 
 def to_grayscale_where(images: Tensor, mask: Tensor) -> Tensor:
