@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cmp.cells import resolve
+from cmp.recipe import load_recipe
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,3 +30,13 @@ def test_every_recipe_is_described() -> None:
     for recipe in sorted((ROOT / "recipes").glob("*.yaml")):
         assert f"recipes/{recipe.name}" in readme, recipe.name
     assert not re.search(r"@[A-Z0-9]+@", readme), "an unfilled placeholder"
+
+
+def test_the_readme_recipe_is_valid(tmp_path: Path, plugins) -> None:  # type: ignore[no-untyped-def]
+    (block,) = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    path = tmp_path / "readme.yaml"
+    path.write_text(block)
+    cells = resolve(load_recipe(path), plugins.registry)
+    assert len(cells) == 2 * 3 * 2 * 3
+    moco = next(c for c in cells if c.method == "moco")
+    assert moco.parts["optimizer"].params["lr_scaling"] == "none"
