@@ -19,7 +19,7 @@ import torch
 from torchvision.transforms import v2
 
 from benchmarks.machine import describe_machine
-from cmp.contracts import DataInfo
+from cmp.api.contracts import DataInfo
 from cmp_plugins.augmentations import simclr
 
 

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from cmp.environment import cpu_name
+from cmp.engine.environment import cpu_name
 
 
 def describe_machine() -> str:

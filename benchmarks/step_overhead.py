@@ -24,11 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.machine import describe_machine
-from cmp.cells import Cell, resolve
-from cmp.plugin_loader import load_plugins
-from cmp.recipe import load_recipe
-from cmp.runner import Model, RunInfo, Runner, build_model
-from cmp.trainer import TrainConfig, Trainer
+from cmp.config.cells import Cell, resolve
+from cmp.api.loader import load_plugins
+from cmp.config.recipe import load_recipe
+from cmp.api.results import RunInfo, RunResult
+from cmp.engine.build import Model, build_model
+from cmp.engine.runner import Runner
+from cmp.engine.trainer import TrainConfig, Trainer
 
 BareStep = Callable[[torch.Tensor], None]
 
@@ -58,7 +60,7 @@ def bare_simclr(model: Model, cell: Cell, generator: torch.Generator, autocast: 
     def step(x: torch.Tensor) -> None:
         with autocast():
             v1, v2 = aug(x, generator)
-            if cell.train["channels_last"]:
+            if cell.train.channels_last:
                 v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
             loss = simclr_loss(online(torch.cat([v1, v2])), temperature)
         _optimise(loss, opt, sched)
@@ -68,7 +70,7 @@ def bare_simclr(model: Model, cell: Cell, generator: torch.Generator, autocast: 
 
 def _views(aug: Any, x: torch.Tensor, generator: torch.Generator, cell: Cell) -> list[torch.Tensor]:
     views = aug(x, generator)
-    if cell.train["channels_last"]:
+    if cell.train.channels_last:
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
     return views
 
@@ -153,12 +155,12 @@ def main() -> None:
     (cell,) = [c for c in resolve(recipe, plugins.registry) if c.method == args.method]
     out = Path(tempfile.mkdtemp(prefix="cmp-bench-"))
     runner = Runner(plugins, out)
-    data = runner.data_for(cell)
+    data = runner.data_for(cell.data)
     info = data.info()
     device = torch.device("cpu")
-    batch = cell.train["batch_size"]
+    batch = cell.train.batch_size
     images = data.train_images[: batch * args.steps].to(device)
-    precision = cell.train["precision"]
+    precision = cell.train.precision
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def autocast() -> Any:
@@ -175,8 +177,8 @@ def main() -> None:
     def cmp_round() -> float:
         trainer = Trainer(
             cmp_model.learner, cmp_model.augmentation, images, cmp_model.optimizer, cmp_model.schedule, cmp_gen,
-            TrainConfig(epochs=1, batch_size=batch, log_every=cell.train["log_every"], precision=precision,
-                        channels_last=cell.train["channels_last"], collapse_std=cell.train["collapse_std"]),
+            TrainConfig(epochs=1, batch_size=batch, log_every=cell.train.log_every, precision=precision,
+                        channels_last=cell.train.channels_last, collapse_std=cell.train.collapse_std),
             run, plugins.hook,
         )
         started = time.perf_counter()
@@ -195,7 +197,7 @@ def main() -> None:
     for _ in range(args.rounds):
         cmp_times.append(cmp_round())
         bare_times.append(bare_round())
-    plugins.hook.cmp_run_end(run=run, result={})
+    plugins.hook.cmp_run_end(run=run, result=RunResult(recipe=recipe.name, method=cell.method, cell="bench", key=cell.key(), status="ok"))
     cmp_ms, bare_ms = statistics.median(cmp_times) * 1000, statistics.median(bare_times) * 1000
     print(describe_machine())
     print(f"recipe {args.recipe}, method {args.method}, batch {batch}, precision {precision}, "

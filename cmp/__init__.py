@@ -2,7 +2,7 @@
 
 A method is a choice of parts for one shared training step (augmentation, encoder,
 projection head, target branch, negative source, loss, optimizer); the parts are
-plugins registered through the hooks in `cmp.hookspecs`.
+plugins registered through the hooks in `cmp.api.hookspecs`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Bad input is one line on stderr, `cmp: error: <where>: <what>`, never a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -15,17 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from cmp import __version__
-from cmp.baselines import baseline_specs, compute_baseline
-from cmp.cells import resolve
-from cmp.environment import environment
+from cmp.api.loader import Plugins, load_plugins
+from cmp.api.results import BaselineResult, RunResult
+from cmp.api.slots import SLOTS
+from cmp.config.cells import resolve
+from cmp.config.recipe import load_recipe
+from cmp.engine.baselines import baseline_specs, compute_baselines
+from cmp.engine.build import resolve_device
+from cmp.engine.environment import environment
+from cmp.engine.executors import run_cells
+from cmp.engine.rundir import MANIFEST, RESULT, older_results, read_result, write_json
+from cmp.engine.runner import Runner
 from cmp.errors import CmpError
-from cmp.plugin_loader import Plugins, load_plugins
-from cmp.recipe import load_recipe
-from cmp.registry import SLOTS
 from cmp.report import write_report
-from cmp.runner import MANIFEST, RESULT, Runner, resolve_device, write_json
-from cmp.summary import format_table, summary_table
-from cmp.workers import run_cells
+from cmp.report.summary import format_table, summary_table
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plugins":
             return list_plugins(plugins, args.slot, args.json)
         if args.command == "report":
-            return report_command(args)
+            return report_command(plugins, args)
         return run_command(plugins, args)
     except CmpError as exc:
         print(f"cmp: error: {exc}", file=sys.stderr)
@@ -93,34 +97,41 @@ def run_command(plugins: Plugins, args: argparse.Namespace) -> int:
     cells = resolve(recipe, plugins.registry)
     runner = Runner(plugins, args.out, echo=_stderr)
     recipe_dir = args.out / recipe.name
+    older = older_results(recipe_dir)
+    if older:
+        _stderr(f"cmp: note: {older} result(s) under {recipe_dir} were written by an older cmp; "
+                "their format changed, so those cells are computed again")
     if args.dry_run:
         print(format_table([[c.name, c.key(), runner.plan(c)] for c in cells], ["cell", "key", "plan"]))
         print(f"\n{len(cells)} cell(s); run directories under {recipe_dir}")
         return 0
     for cell in cells:  # every data set is found and checked before any training starts
-        runner.data_for(cell)
+        runner.data_for(cell.data)
     _stderr(f"cmp: {recipe.name}: {len(cells)} cell(s) into {recipe_dir}")
-    results = run_cells(
-        runner, cells, args.jobs, args.plugins, args.plugin_module,
-        on_done=lambda r: _stderr(f"cmp: {r['cell']}: {r['status']}" + (f" ({r['reason']})" if r.get("reason") else "")),
-    )
-    baselines = [compute_baseline(runner, spec) for spec in baseline_specs(cells)]
+    results = run_cells(runner, cells, args.jobs, args.plugins, args.plugin_module, on_done=_report_cell)
+    baselines = compute_baselines(runner, baseline_specs(cells))
     manifest = {
         "recipe": recipe.name, "description": recipe.model.description,
         "command": args.command_line, "runs_dir": str(recipe_dir),
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "environment": environment(resolve_device(cells[0].train["device"])),
-        "cells": [c.key() for c in cells], "baselines": baselines,
+        "environment": environment(resolve_device(cells[0].train.device)),
+        "cells": [c.key() for c in cells], "baselines": [json.loads(b.to_json()) for b in baselines],
     }
     write_json(recipe_dir / MANIFEST, manifest)
-    paths = write_report(recipe.name, results, baselines, args.reports / recipe.name, manifest, recipe.model.description)
+    paths = write_report(recipe.name, results, baselines, args.reports / recipe.name, manifest, recipe.model.description,
+                         hooks=plugins.hook)
     print()
     print(summary_table(results, baselines))
     print(f"\nreport: {paths['markdown']} (and report.html, results.csv)\nruns:   {recipe_dir}")
-    return 0 if all(r.get("status") == "ok" for r in results) else 1
+    return 0 if all(r.ok for r in results) else 1
 
 
-def report_command(args: argparse.Namespace) -> int:
+def _report_cell(result: RunResult) -> None:
+    status = "cached" if result.cached else result.status
+    _stderr(f"cmp: {result.cell}: {status}" + (f" ({result.reason})" if result.reason else ""))
+
+
+def report_command(plugins: Plugins, args: argparse.Namespace) -> int:
     """`cmp report RUNS`: one report per recipe found under RUNS."""
     recipe_dirs = _recipe_dirs(args.runs)
     if not recipe_dirs:
@@ -130,14 +141,15 @@ def report_command(args: argparse.Namespace) -> int:
         keys = set(manifest.get("cells", []))
         results = []
         for path in sorted(recipe_dir.glob(f"*/{RESULT}")):
-            try:
-                result = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise CmpError(f"cannot read: {exc}", where=str(path)) from None
-            if not keys or result.get("key") in keys:
+            result = read_result(path)
+            if result is None:
+                raise CmpError("not a cmp result (or of an unknown format)", where=str(path))
+            if not keys or result.key in keys:
                 results.append(result)
         name = manifest.get("recipe", recipe_dir.name)
-        paths = write_report(name, results, manifest.get("baselines", []), args.out / name, manifest or None, manifest.get("description"))
+        baselines = [BaselineResult.model_validate(b) for b in manifest.get("baselines", [])]
+        paths = write_report(name, results, baselines, args.out / name, manifest or None, manifest.get("description"),
+                             hooks=plugins.hook)
         print(f"report: {paths['markdown']} ({len(results)} cells)")
     return 0
 
@@ -178,12 +190,17 @@ def plugin_listing(plugins: Plugins, slot: str | None = None) -> dict[str, Any]:
                 "params": [p.describe() for p in component.schema.params] if component.schema else [],
             }
             if component.meta:
-                entry["meta"] = component.meta
-            if name == "methods":
+                entry["meta"] = json.loads(json.dumps(component.meta, default=_plain_meta))
+            if SLOTS[name].kind == "preset":
                 entry["parts"] = json.loads(json.dumps(dict(component.factory.parts), default=str))
             entries.append(entry)
         listing["slots"][name] = entries
     return listing
+
+
+def _plain_meta(value: Any) -> Any:
+    """Registration metadata as JSON shows it (dataclasses such as `MetricInfo` as objects)."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
 
 
 def list_plugins(plugins: Plugins, slot: str | None, as_json: bool) -> int:
@@ -192,7 +209,9 @@ def list_plugins(plugins: Plugins, slot: str | None, as_json: bool) -> int:
         print(json.dumps(listing, indent=2))
         return 0
     for name, entries in listing["slots"].items():
-        print(f"{name}  ({SLOTS[name].doc})")
+        slot = SLOTS[name]
+        told = f"factory({', '.join([*slot.told, '*, params'])})" if slot.kind == "factory" else slot.kind
+        print(f"{name}  ({slot.doc}; {told}; chosen by {slot.recipe_key})")
         for e in entries:
             provider = f"{e['distribution'] or 'unpackaged'} {e['version'] or ''}".strip()
             print(f"  {e['name']:<16} {e['description']}  [{provider}]")

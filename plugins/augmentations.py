@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cmp import hookimpl
-from cmp.contracts import Augmentation, DataInfo
-from cmp.hookspecs import Register
-from cmp.params import FractionRange, NonNegative, PositiveInt, PositiveRange, Probability
+from cmp.api.contracts import Augmentation, DataInfo
+from cmp.api.hookspecs import Register
+from cmp.api.params import FractionRange, NonNegative, NonNegativeInt, PositiveInt, PositiveRange, Probability
 from cmp_plugins import image_ops as ops
 
 Hue = Annotated[float, at.Ge(0), at.Le(0.5)]
@@ -42,6 +42,8 @@ class ViewSpec:
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_prob: float = 0.0
+    size: int | None = None
+    """Output side of this view; None: the pipeline's size (multi-crop's small views set it)."""
 
 
 def sample_view_params(
@@ -77,15 +79,20 @@ def sample_view_params(
 
 
 class ViewPipeline(Augmentation):
-    """Views from uint8 images, one `ViewSpec` per view, normalised with the data's stats."""
+    """Views from uint8 images, one `ViewSpec` per view, normalised with the data's stats.
 
-    def __init__(self, data: DataInfo, specs: list[ViewSpec], size: int | None) -> None:
+    `size` is the side of the global views and of the evaluation input; a view whose spec
+    sets its own size (a multi-crop local view) is cropped to that. The first
+    `global_views` views are the large ones that pairings use as positives.
+    """
+
+    def __init__(self, data: DataInfo, specs: list[ViewSpec], size: int | None, global_views: int | None = None) -> None:
         super().__init__()
         self.specs = specs
         self.num_views = len(specs)
+        self.global_views = global_views or len(specs)
         self.size = size or data.height
         self.channels = data.channels
-        self.blur_kernel = max(3, int(0.1 * self.size) // 2 * 2 + 1)
         self.register_buffer("mean", torch.tensor(data.mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(data.std, dtype=torch.float32), persistent=False)
 
@@ -105,7 +112,8 @@ class ViewPipeline(Augmentation):
         nothing waits on the device to decide. Jitter runs in the fixed order brightness,
         contrast, saturation, hue (torchvision shuffles it per image).
         """
-        x = ops.resized_crop(x, p["box"], p["flip"], self.size)
+        size = spec.size or self.size
+        x = ops.resized_crop(x, p["box"], p["flip"], size)
         if spec.jitter_prob > 0:
             x = ops.adjust_brightness(x, p["brightness"])
             x = ops.adjust_contrast(x, p["contrast"])
@@ -115,7 +123,7 @@ class ViewPipeline(Augmentation):
         if spec.grayscale_prob > 0:
             x = ops.to_grayscale_where(x, p["grayscale"])
         if spec.blur_prob > 0:
-            x = ops.gaussian_blur(x, p["sigma"], self.blur_kernel)
+            x = ops.gaussian_blur(x, p["sigma"], blur_kernel(size))
         if spec.solarize_prob > 0:
             x = ops.solarize_where(x, p["solarize"])
         return ops.normalize(x, self.mean, self.std)
@@ -125,6 +133,11 @@ class ViewPipeline(Augmentation):
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         return ops.normalize(x, self.mean, self.std)
+
+
+def blur_kernel(size: int) -> int:
+    """SimCLR's blur kernel: about 10% of the image side, odd, at least 3."""
+    return max(3, int(0.1 * size) // 2 * 2 + 1)
 
 
 def simclr(
@@ -190,7 +203,37 @@ def byol(
     return ViewPipeline(data, specs, size)
 
 
+def multicrop(
+    data: DataInfo,
+    *,
+    size: PositiveInt | None = None,
+    global_views: Views = 2,
+    local_views: NonNegativeInt = 4,
+    local_size: PositiveInt | None = None,
+    global_scale: FractionRange = (0.14, 1.0),
+    local_scale: FractionRange = (0.05, 0.14),
+    jitter_strength: NonNegative = 1.0,
+    jitter_prob: Probability = 0.8,
+    grayscale_prob: Probability = 0.2,
+    blur_prob: Probability | None = None,
+) -> ViewPipeline:
+    """Multi-crop (SwAV, Caron et al. 2020): `global_views` large crops, then
+    `local_views` small ones of side `local_size` (default 3/7 of the large side, as
+    SwAV's 96/224), each with SimCLR's colour distortion. Pair with `pairs: multicrop`."""
+    side = size or data.height
+    small = local_size or max(8, round(side * 3 / 7))
+    common = dict(
+        brightness=0.8 * jitter_strength, contrast=0.8 * jitter_strength, saturation=0.8 * jitter_strength,
+        hue=min(0.5, 0.2 * jitter_strength), jitter_prob=jitter_prob, grayscale_prob=grayscale_prob,
+        blur_prob=(0.5 if side >= 64 else 0.0) if blur_prob is None else blur_prob,
+    )
+    specs = [ViewSpec(crop_scale=global_scale, **common)] * global_views
+    specs += [ViewSpec(crop_scale=local_scale, size=small, **common)] * local_views
+    return ViewPipeline(data, specs, size, global_views)
+
+
 @hookimpl
 def cmp_register_augmentations(register: Register) -> None:
     register("simclr", simclr)
     register("byol", byol)
+    register("multicrop", multicrop)

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 
 from cmp import hookimpl
-from cmp.contracts import ImageData
+from cmp.api.contracts import ImageData
 from cmp.errors import DataError
-from cmp.hookspecs import Register
-from cmp.params import Fraction, PositiveInt
+from cmp.api.hookspecs import Register
+from cmp.api.params import Fraction, PositiveInt
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -13,9 +13,9 @@ import torchvision
 from torch import Tensor, nn
 
 from cmp import hookimpl
-from cmp.contracts import DataInfo, Encoder
-from cmp.hookspecs import Register
-from cmp.params import PositiveInt
+from cmp.api.contracts import DataInfo, Encoder
+from cmp.api.hookspecs import Register
+from cmp.api.params import PositiveInt
 
 
 class ConvNet(Encoder):

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cmp import hookimpl
-from cmp.contracts import Features
-from cmp.hookspecs import Register
-from cmp.params import NonNegative, Positive, PositiveInt
+from cmp.api.contracts import Features
+from cmp.api.results import MetricInfo
+from cmp.api.hookspecs import Register
+from cmp.api.params import NonNegative, Positive, PositiveInt
 
 
 def knn_scores(
@@ -104,5 +105,5 @@ def linear(*, weight_decay: NonNegative = 1e-4, max_iter: PositiveInt = 1000) ->
 
 @hookimpl
 def cmp_register_evaluators(register: Register) -> None:
-    register("knn", knn, during_training=True)
-    register("linear", linear)
+    register("knn", knn, during_training=True, metrics={"top1": MetricInfo("kNN top-1")})
+    register("linear", linear, metrics={"top1": MetricInfo("linear top-1")})

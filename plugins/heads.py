@@ -5,9 +5,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cmp import hookimpl
-from cmp.contracts import Head
-from cmp.hookspecs import Register
-from cmp.params import PositiveInt
+from cmp.api.contracts import Head
+from cmp.api.hookspecs import Register
+from cmp.api.params import PositiveInt
 
 
 class MLP(Head):

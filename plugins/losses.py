@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cmp import hookimpl
-from cmp.contracts import Negatives
-from cmp.hookspecs import Register
-from cmp.params import NonNegative, Positive
+from cmp.api.contracts import Negatives
+from cmp.api.hookspecs import Register
+from cmp.api.params import NonNegative, Positive
 
 
 def full_precision(x: Tensor) -> Tensor:

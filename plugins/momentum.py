@@ -24,8 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from cmp import hookimpl
-from cmp.contracts import TargetBranch
-from cmp.hookspecs import Register
+from cmp.api.contracts import PairBatch, TargetBranch
+from cmp.api.hookspecs import Register
+from cmp.nn import freeze, grouped_batchnorm_forward, update_momentum
 
 Momentum = Annotated[float, at.Ge(0), at.Lt(1)]
 Groups = Annotated[int, at.Ge(1)]
@@ -43,9 +44,7 @@ class MomentumTarget(TargetBranch):
 
     def __init__(self, online: nn.Module, momentum: float, schedule: str, bn_shuffle_groups: int) -> None:
         super().__init__()
-        self.network = copy.deepcopy(online)
-        for p in self.network.parameters():
-            p.requires_grad_(False)
+        self.network = freeze(copy.deepcopy(online))
         self.base = momentum
         self.schedule = schedule
         self.groups = bn_shuffle_groups
@@ -54,11 +53,7 @@ class MomentumTarget(TargetBranch):
     @torch.no_grad()
     def embed(self, x: Tensor) -> Tensor:
         """Target embedding of one view, with shuffled group-wise BatchNorm when G > 1."""
-        if self.groups <= 1 or x.shape[0] < 2 * self.groups:
-            return self.network(x)
-        order = torch.randperm(x.shape[0], device=x.device)
-        out = torch.cat([self.network(chunk) for chunk in x[order].chunk(self.groups)])
-        return out[torch.argsort(order)]
+        return grouped_batchnorm_forward(self.network, x, self.groups)
 
     def positives(
         self, views: Sequence[Tensor], which: Sequence[int], online: Mapping[int, Tensor]
@@ -66,11 +61,9 @@ class MomentumTarget(TargetBranch):
         return {v: self.embed(views[v]) for v in which}
 
     @torch.no_grad()
-    def update(self, online: nn.Module, progress: float) -> None:
+    def update(self, online: nn.Module, progress: float, batch: PairBatch) -> None:
         m = cosine_momentum(self.base, progress) if self.schedule == "cosine" else self.base
-        target = [p for p in self.network.parameters()]
-        source = [p.detach() for p in online.parameters()]
-        torch._foreach_lerp_(target, source, 1 - m)
+        update_momentum(self.network, online, m)
         self.current = m
 
     def stats(self) -> dict[str, float]:
@@ -78,7 +71,7 @@ class MomentumTarget(TargetBranch):
 
 
 def momentum(
-    online: nn.Module, *, momentum: Momentum = 0.99, schedule: Literal["constant", "cosine"] = "constant",
+    online: nn.Module, dim: int, *, momentum: Momentum = 0.99, schedule: Literal["constant", "cosine"] = "constant",
     bn_shuffle_groups: Groups = 1,
 ) -> MomentumTarget:
     """Momentum (EMA) copy of encoder + head: MoCo (constant m) or BYOL (cosine m -> 1)."""

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from cmp import hookimpl
-from cmp.hookspecs import Register
-from cmp.params import NonNegative, Positive
+from cmp.api.hookspecs import Register
+from cmp.api.params import NonNegative, Positive
 
 Momentum = Annotated[float, at.Ge(0), at.Lt(1)]
 Scaling = Literal["none", "linear", "sqrt"]

@@ -1,11 +1,11 @@
 """MoCo's negative source: a FIFO queue of past keys.
 
-Keys are L2-normalised and detached as they enter. A batch that runs past the end of the
-buffer wraps around to the start: every key of every batch is kept (a batch larger than
-the queue keeps its last `size` keys). Until the queue is full only the filled part is
-used as negatives. The buffer, the write pointer and the fill count are buffers of this
-module, so they are in every checkpoint and restored on resume. The pointer and fill are
-mirrored as Python ints so that no step waits on the device to read them.
+Keys are L2-normalised and detached as they enter a `cmp.nn.RingBuffer`. A batch that runs
+past the end of the buffer wraps around to the start: every key of every batch is kept (a
+batch larger than the queue keeps its last `size` keys). Until the queue is full only the
+filled part is used as negatives. The ring buffer's rows, pointer and fill count are in
+every checkpoint and restored on resume; a checkpoint written before the queue kept them
+in a ring buffer (`keys`, `pointer`, `filled` at the top) still loads.
 """
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from cmp import hookimpl
-from cmp.contracts import Negatives, NegativeSource, PairBatch
-from cmp.hookspecs import Register
+from cmp.api.contracts import Negatives, NegativeSource, PairBatch
+from cmp.api.hookspecs import Register
+from cmp.nn import RingBuffer
 
 QueueSize = Annotated[int, at.Ge(1), at.Le(1 << 20)]
+
+_LEGACY_KEYS = {"keys": "past_keys.entries", "pointer": "past_keys.pointer", "filled": "past_keys.filled"}
+"""Where the state of a queue saved before it used a ring buffer now lives."""
 
 
 class QueueNegatives(NegativeSource):
@@ -28,16 +32,16 @@ class QueueNegatives(NegativeSource):
 
     def __init__(self, dim: int, size: int) -> None:
         super().__init__()
-        self.size = size
-        self.register_buffer("keys", torch.zeros(size, dim))
-        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
-        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
-        self._pointer = 0
-        self._filled = 0
-        self.register_load_state_dict_post_hook(_sync_counters)
+        self.past_keys = RingBuffer(size, dim)
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys)
+
+    @property
+    def size(self) -> int:
+        """How many keys the queue holds once full."""
+        return self.past_keys.size
 
     def negatives(self, batch: PairBatch) -> Negatives:
-        return Negatives(self.keys[: self._filled])
+        return Negatives(self.past_keys.values())
 
     @torch.no_grad()
     def update(self, batch: PairBatch) -> None:
@@ -45,25 +49,17 @@ class QueueNegatives(NegativeSource):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        """Write normalised, detached keys at the pointer, wrapping around the end."""
-        keys = F.normalize(keys.detach().float(), dim=1)[-self.size :]
-        n = keys.shape[0]
-        first = min(n, self.size - self._pointer)
-        self.keys[self._pointer : self._pointer + first] = keys[:first]
-        if n > first:
-            self.keys[: n - first] = keys[first:]
-        self._pointer = (self._pointer + n) % self.size
-        self._filled = min(self.size, self._filled + n)
-        self.pointer.fill_(self._pointer)
-        self.filled.fill_(self._filled)
+        """Push (n, dim) keys, L2-normalised and detached, at the end of the queue."""
+        self.past_keys.push(F.normalize(keys.detach().float(), dim=1))
 
     def stats(self) -> dict[str, float]:
-        return {"queue_fill": self._filled / self.size}
+        return {"queue_fill": self.past_keys.count / self.past_keys.size}
 
 
-def _sync_counters(module: Any, incompatible: Any) -> None:
-    module._pointer = int(module.pointer)
-    module._filled = int(module.filled)
+def _rename_legacy_keys(module: Any, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    for old, new in _LEGACY_KEYS.items():
+        if prefix + old in state_dict and prefix + new not in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
 
 
 def queue(dim: int, *, size: QueueSize = 4096) -> QueueNegatives:

@@ -8,8 +8,8 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from cmp import hookimpl
-from cmp.hookspecs import Register
-from cmp.params import NonNegative, Probability
+from cmp.api.hookspecs import Register
+from cmp.api.params import NonNegative, Probability
 
 
 def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, final_fraction: float) -> float:

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor, nn
 
 from cmp import hookimpl
-from cmp.contracts import TargetBranch
-from cmp.hookspecs import Register
+from cmp.api.contracts import TargetBranch
+from cmp.api.hookspecs import Register
 
 
 class SharedTarget(TargetBranch):
@@ -29,7 +29,7 @@ class SharedTarget(TargetBranch):
         return {v: online[v].detach() if self.stop_gradient else online[v] for v in which}
 
 
-def shared(online: nn.Module, *, stop_gradient: bool = False) -> SharedTarget:
+def shared(online: nn.Module, dim: int, *, stop_gradient: bool = False) -> SharedTarget:
     """Shared weights: positives come from the online network itself (SimCLR)."""
     return SharedTarget(stop_gradient)
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from cmp import hookimpl
+from cmp.api.results import RunResult
 
 _writers: dict[str, Any] = {}
 
@@ -42,11 +43,12 @@ def cmp_evaluation_done(run: Any, epoch: int, results: dict[str, float]) -> None
 
 
 @hookimpl
-def cmp_run_end(run: Any, result: dict[str, Any]) -> None:
+def cmp_run_end(run: Any, result: RunResult) -> None:
+    """Close the run's writer, first logging its final metrics (every evaluator's) against its config."""
     writer = _writers.pop(str(run.dir), None)
     if writer is None:
         return
-    metrics = {f"hparam/{k}": v for k, v in result.get("metrics", {}).items() if isinstance(v, (int, float))}
+    metrics = {f"hparam/{name}": value for name, value in result.metrics.items()}
     if metrics:
         writer.add_hparams(_flat_hparams(run.config), metrics, run_name=".")
     writer.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cmp.plugin_loader import Plugins, load_plugins
+from cmp.api.loader import Plugins, load_plugins
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -16,6 +16,17 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CMP_PROGRESS", "0")
+
+
+@pytest.fixture(autouse=True)
+def _no_third_party_plugins(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed third-party cmp plugins stay out of a test unless it is marked
+    `@pytest.mark.third_party_plugins` (as pytest's own suite disables plugin autoload)."""
+    monkeypatch.delenv("CMP_PLUGINS", raising=False)
+    if request.node.get_closest_marker("third_party_plugins") is None:
+        monkeypatch.setenv("CMP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    else:
+        monkeypatch.delenv("CMP_DISABLE_PLUGIN_AUTOLOAD", raising=False)
 
 
 @pytest.fixture(scope="session")

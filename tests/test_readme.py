@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cmp.cells import resolve
-from cmp.recipe import load_recipe
+from cmp.config.cells import resolve
+from cmp.config.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from cmp.cli import main
@@ -48,7 +49,9 @@ def test_run_beats_the_random_encoder_and_writes_its_run_directory(finished_run:
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["parts"]["loss"]["name"] == "nt_xent"
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert result["train"]["steps"] == 4 * (3000 // 128)
-    assert result["train"]["images_per_s"] > 0 and result["environment"]["torch"]
+    assert result["train"]["images_seen"] == result["train"]["steps"] * 128
+    assert result["train"]["images_per_s"] == pytest.approx(result["train"]["images_seen"] / result["train"]["train_time_s"])
+    assert result["environment"]["torch"] == torch.__version__
     assert [h["epoch"] for h in result["eval_history"]] == [2, 4]
     (random_init,) = (out / "baselines").glob("random_init-*.json")
     baseline = json.loads(random_init.read_text())

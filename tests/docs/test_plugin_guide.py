@@ -1,6 +1,6 @@
 """The plugin guide (`docs/plugins.md`) stays true to the code it describes.
 
-- every hookspec in `cmp.hookspecs` has a `### \\`name(args)\\`` heading in the guide's
+- every hookspec in `cmp.api.hookspecs` has a `### \\`name(args)\\`` heading in the guide's
   "Hook reference", with the spec's argument names (without `self`), and no heading
   documents a hook that does not exist;
 - every code block taken from a file (marked `<!-- snippet: PATH -->`) appears verbatim in
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-import cmp.hookspecs
-from cmp.registry import SLOTS
-from cmp.runner import RunInfo
+import cmp.api.hookspecs
+from cmp.api.registry import SLOTS
+from cmp.engine.runner import RunInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "plugins.md"
@@ -43,9 +43,9 @@ def section(title: str) -> str:
 
 
 def hookspecs() -> dict[str, Callable[..., Any]]:
-    """Every function marked as a hook specification in `cmp.hookspecs`, by name."""
+    """Every function marked as a hook specification in `cmp.api.hookspecs`, by name."""
     specs = {}
-    for _, owner in inspect.getmembers(cmp.hookspecs, inspect.isclass):
+    for _, owner in inspect.getmembers(cmp.api.hookspecs, inspect.isclass):
         for name, function in inspect.getmembers(owner, inspect.isfunction):
             if hasattr(function, "cmp_spec"):
                 specs[name] = function
@@ -60,7 +60,7 @@ def arguments(function: Callable[..., Any]) -> str:
 def test_hookspecs_are_found() -> None:
     specs = hookspecs()
     assert "cmp_register_losses" in specs and "cmp_step_end" in specs
-    assert len(specs) == len(SLOTS) + 6  # one registration hook per slot, six lifecycle hooks
+    assert len(specs) == len(SLOTS) + 7  # one registration hook per slot, six lifecycle hooks, one report hook
 
 
 def test_every_hookspec_is_documented_with_its_signature() -> None:

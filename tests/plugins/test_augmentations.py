@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cmp.contracts import DataInfo
+from cmp.api.contracts import DataInfo
 from cmp_plugins.augmentations import ViewSpec, sample_view_params, simclr
 
 RGB32 = DataInfo("t", 3, 32, 32, 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmp.data import check_image_data, take_subsets
+from cmp.engine.data import check_image_data, take_subsets
 from cmp.errors import DataError
 from cmp_plugins import datasets
 from cmp_plugins.datasets import FASHION_FILES, digits, fashion_mnist, image_folder, read_idx

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from cmp.contracts import Features
+from cmp.api.contracts import Features
 from cmp_plugins.evaluators import fit_linear, knn, knn_scores, linear
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from cmp.contracts import Negatives, PairBatch
+from cmp.api.contracts import Negatives, PairBatch
 from cmp_plugins.losses import cosine_regression, margin_triplet, nt_logistic, nt_xent
 from cmp_plugins.negatives import InBatchNegatives
 from cmp_plugins.queue import QueueNegatives

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from cmp.contracts import Negatives, PairBatch
+from cmp.api.contracts import Negatives, PairBatch
 from cmp_plugins.losses import nt_xent
 from cmp_plugins.negatives import InBatchNegatives
 

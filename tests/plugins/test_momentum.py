@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from cmp.contracts import Encoder, Head
-from cmp.learner import PAIRINGS, Learner, OnlineNetwork
+from cmp.api.contracts import Encoder, Head, PairBatch
+from cmp.engine.learner import PAIRINGS, Learner, OnlineNetwork
 from cmp_plugins.heads import mlp
 from cmp_plugins.losses import cosine_regression, nt_xent
 from cmp_plugins.momentum import MomentumTarget, cosine_momentum
@@ -29,6 +29,12 @@ class TinyEncoder(Encoder):
         return torch.relu(self.norm(self.linear(x.flatten(1))))
 
 
+def unused_batch() -> PairBatch:
+    """The step's embeddings, which a momentum target's update does not read."""
+    keys, ids = torch.zeros(2, 4), torch.arange(2)
+    return PairBatch(keys, keys, ids, keys, ids)
+
+
 def online() -> OnlineNetwork:
     torch.manual_seed(0)
     return OnlineNetwork(TinyEncoder(), mlp(8, hidden_dim=8, out_dim=4))
@@ -41,7 +47,7 @@ def test_ema_update_is_exact() -> None:
     with torch.no_grad():
         for p in net.parameters():
             p.add_(1.0)
-    target.update(net, progress=0.5)
+    target.update(net, progress=0.5, batch=unused_batch())
     for name, p in net.named_parameters():
         expected = 0.9 * before[name] + 0.1 * p.detach()
         torch.testing.assert_close(dict(target.network.named_parameters())[name], expected)
@@ -53,7 +59,7 @@ def test_cosine_schedule_goes_from_base_to_one() -> None:
     assert cosine_momentum(0.99, 1.0) == pytest.approx(1.0)
     assert cosine_momentum(0.996, 0.25) == pytest.approx(1 - 0.004 * (math.cos(math.pi / 4) + 1) / 2)
     target = MomentumTarget(online(), 0.99, "cosine", 1)
-    target.update(online(), 0.5)
+    target.update(online(), 0.5, unused_batch())
     assert target.stats() == {"momentum": pytest.approx(0.995)}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cmp.contracts import PairBatch
+from cmp.api.contracts import PairBatch
 from cmp_plugins.queue import QueueNegatives
 
 
@@ -21,10 +21,10 @@ def test_wraps_around_without_dropping_keys() -> None:
     queue.update(batch_of(stream[4:8]))  # 4..7
     assert queue.negatives(batch_of(stream[:1])).bank.shape[0] == 8  # only the filled part
     queue.update(batch_of(stream[8:12]))  # 8, 9 at the end, then 10, 11 wrap to the start
-    torch.testing.assert_close(queue.keys[8:10], stream[8:10])
-    torch.testing.assert_close(queue.keys[0:2], stream[10:12])
-    torch.testing.assert_close(queue.keys[2:8], stream[2:8])
-    assert int(queue.pointer) == 2 and int(queue.filled) == 10
+    torch.testing.assert_close(queue.past_keys.entries[8:10], stream[8:10])
+    torch.testing.assert_close(queue.past_keys.entries[0:2], stream[10:12])
+    torch.testing.assert_close(queue.past_keys.entries[2:8], stream[2:8])
+    assert int(queue.past_keys.pointer) == 2 and int(queue.past_keys.filled) == 10
     assert queue.stats() == {"queue_fill": 1.0}
 
 
@@ -36,15 +36,15 @@ def test_a_batch_larger_than_the_queue_keeps_its_last_keys() -> None:
     def by_first(x: torch.Tensor) -> torch.Tensor:
         return x[x[:, 0].argsort()]
 
-    torch.testing.assert_close(by_first(queue.keys), by_first(big[-4:]))
+    torch.testing.assert_close(by_first(queue.past_keys.entries), by_first(big[-4:]))
 
 
 def test_keys_enter_normalised_and_detached() -> None:
     queue = QueueNegatives(dim=4, size=8)
     raw = torch.randn(3, 4, requires_grad=True) * 5
     queue.update(batch_of(raw))
-    assert not queue.keys.requires_grad
-    torch.testing.assert_close(queue.keys[:3].norm(dim=1), torch.ones(3))
+    assert not queue.past_keys.entries.requires_grad
+    torch.testing.assert_close(queue.past_keys.entries[:3].norm(dim=1), torch.ones(3))
 
 
 def test_checkpoint_round_trip_restores_keys_and_pointer() -> None:
@@ -53,9 +53,26 @@ def test_checkpoint_round_trip_restores_keys_and_pointer() -> None:
         queue.update(batch_of(torch.randn(4, 3)))
     restored = QueueNegatives(dim=3, size=10)
     restored.load_state_dict(queue.state_dict())
-    assert torch.equal(restored.keys, queue.keys)
+    assert torch.equal(restored.past_keys.entries, queue.past_keys.entries)
     nxt = torch.randn(4, 3)
     queue.update(batch_of(nxt))
     restored.update(batch_of(nxt))
-    assert torch.equal(restored.keys, queue.keys)
-    assert int(restored.pointer) == int(queue.pointer) == 6
+    assert torch.equal(restored.past_keys.entries, queue.past_keys.entries)
+    assert int(restored.past_keys.pointer) == int(queue.past_keys.pointer) == 6
+
+
+def test_a_checkpoint_saved_before_the_ring_buffer_still_loads() -> None:
+    queue = QueueNegatives(dim=3, size=10)
+    for _ in range(3):
+        queue.update(batch_of(torch.randn(4, 3)))
+    ring = queue.past_keys
+    legacy = {"keys": ring.entries.clone(), "pointer": ring.pointer.clone(), "filled": ring.filled.clone()}
+    restored = QueueNegatives(dim=3, size=10)
+    restored.load_state_dict(legacy)
+    assert torch.equal(restored.past_keys.entries, ring.entries)
+    nxt = torch.randn(4, 3)
+    queue.update(batch_of(nxt))
+    restored.update(batch_of(nxt))
+    assert torch.equal(restored.past_keys.entries, queue.past_keys.entries)
+    assert int(restored.past_keys.pointer) == int(queue.past_keys.pointer) == 6
+    assert restored.stats() == queue.stats() == {"queue_fill": 1.0}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cmp.cells import resolve
-from cmp.plugin_loader import load_plugins
-from cmp.recipe import load_recipe
+from cmp.config.cells import resolve
+from cmp.api.loader import load_plugins
+from cmp.config.recipe import load_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipe.yaml"
 
@@ -27,4 +27,4 @@ def test_the_recipe_resolves_to_vicregs_parts() -> None:
     assert parts["loss"]["name"] == "vicreg" and parts["negative_source"]["name"] == "none"
     assert parts["target"]["name"] == "shared" and parts["predictor"] is None
     assert parts["projection_head"]["params"]["num_layers"] == 3
-    assert cell.step == {"pairs": "one_way", "joint_forward": False}
+    assert cell.config()["step"] == {"pairs": "one_way", "joint_forward": False}

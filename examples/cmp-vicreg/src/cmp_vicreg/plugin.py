@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cmp import hookimpl
-from cmp.contracts import MethodPreset
-from cmp.hookspecs import Register
+from cmp.api.contracts import MethodPreset
+from cmp.api.hookspecs import Register
 from cmp_vicreg.loss import vicreg
 
 VICREG = MethodPreset(

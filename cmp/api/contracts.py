@@ -1,0 +1,256 @@
+"""The contracts between the engine and the components plugged into its slots.
+
+One training step, for every method:
+
+    images (uint8, on the device)
+      -> augmentation(images, generator)            -> views v_0 .. v_{V-1}
+      -> online network: encoder f -> h, head g -> z, optional predictor q -> p
+      -> target branch: positives for each pair     (shared weights, or a momentum copy)
+      -> negative source: negatives for the anchors (in-batch, a queue, none)
+      -> loss(anchors, positives, negatives)        -> scalar
+      -> optimizer step; target.update(...); negative_source.update(...)
+
+A *pair* (i, j) makes the online output of view i an anchor and the target output of view
+j its positive. Symmetric methods use (0, 1) and (1, 0); MoCo v2 uses (0, 1) only.
+Components keep their own state (a queue owns its buffer, a momentum target its EMA) as
+`nn.Module` parameters and buffers, so it moves with `.to(device)` and lands in the
+checkpoint through `state_dict()` without the engine knowing it is there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What components may know of the data: shape, classes and pixel statistics."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass
+class ImageData:
+    """A labelled data set held as uint8 tensors: images (N, C, H, W), labels (N,) int64.
+
+    `unlabeled_images`, when a data set has them (STL-10), join the training images for
+    self-supervised training only; evaluation uses the labelled splits.
+    """
+
+    name: str
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    classes: list[str]
+    unlabeled_images: Tensor | None = None
+
+    def info(self) -> DataInfo:
+        """Channels, size, classes and per-channel mean/std of the training images."""
+        x = self.train_images
+        n, c, h, w = x.shape
+        sums = torch.zeros(c, dtype=torch.float64)
+        squares = torch.zeros(c, dtype=torch.float64)
+        for chunk in x.split(8192):
+            f = chunk.to(torch.float64) / 255.0
+            sums += f.sum(dim=(0, 2, 3))
+            squares += (f * f).sum(dim=(0, 2, 3))
+        count = n * h * w
+        mean = sums / count
+        std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
+        return DataInfo(
+            self.name, c, h, w, len(self.classes),
+            tuple(float(m) for m in mean), tuple(float(s) for s in std),
+        )
+
+
+class Augmentation(nn.Module):
+    """Batched augmentation: uint8 images (N, C, H, W) on the device -> `num_views` views.
+
+    Every view is a float tensor (N, C, S, S), normalised with the data's mean and std,
+    with random parameters drawn per sample from `generator` (so a run is repeatable and
+    its augmentation stream resumes from a checkpoint). `preprocess` is the deterministic
+    input used for evaluation: same size and normalisation, no randomness.
+    """
+
+    num_views: int = 2
+
+    def forward(self, images: Tensor, generator: torch.Generator) -> list[Tensor]:
+        raise NotImplementedError
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class Encoder(nn.Module):
+    """images (N, C, H, W) float -> representations h (N, feature_dim).
+
+    h is what the evaluators judge (never the projection head's output).
+    """
+
+    feature_dim: int
+
+
+class Head(nn.Module):
+    """Projection head or predictor: (N, in_dim) -> (N, out_dim)."""
+
+    out_dim: int
+
+
+@dataclass
+class PairBatch:
+    """The embeddings of one step, as the negative source and the loss see them.
+
+    anchors:    (A, D) online outputs (after the predictor, if any), one row per pair row
+    positives:  (A, D) target outputs, row r the positive of anchors[r]
+    anchor_ids: (A,) int64, index in the data set of the image behind each anchor row
+    keys:       (M, D) every target-side embedding computed this step (all positive views)
+    key_ids:    (M,) int64, index in the data set of the image behind each key
+
+    Ids are data-set indices, unique within a step's batch: rows with equal ids are views
+    of one image (in-batch negatives mask them out), and a memory that keeps embeddings
+    across steps can recognise an anchor's own image from an earlier epoch.
+    """
+
+    anchors: Tensor
+    positives: Tensor
+    anchor_ids: Tensor
+    keys: Tensor
+    key_ids: Tensor
+
+
+@dataclass
+class Negatives:
+    """Negatives for a set of anchors.
+
+    bank:  (K, D) candidate negatives (not necessarily normalised).
+    valid: (A, K) bool, True where bank row k is a negative of anchor a; None means every
+           row is a negative of every anchor (a queue). In-batch negatives mask out the
+           anchor's own image, which is how SimCLR's 2N-2 negatives per anchor arise.
+    """
+
+    bank: Tensor
+    valid: Tensor | None = None
+
+
+class Loss(Protocol):
+    """anchors (A, D), positives (A, D), negatives or None -> scalar tensor.
+
+    The loss owns any normalisation: the built-in contrastive losses compare cosines; a
+    loss on raw embeddings (VICReg's variance term) gets them unnormalised. Register with
+    `needs_negatives=True` when the loss cannot work without negatives; the recipe check
+    then refuses `negative_source: none` for it before anything is built.
+    """
+
+    def __call__(self, anchors: Tensor, positives: Tensor, negatives: Negatives | None) -> Tensor: ...
+
+
+class TargetBranch(nn.Module):
+    """Where positives come from.
+
+    `positives(views, which, online)` returns, for each view index in `which`, the target
+    embedding (N, D) of that view. `online` holds the online network's outputs z (before
+    any predictor) of the views the engine already forwarded; a shared-weights target
+    returns those (with gradient, or detached), a momentum target computes its own under
+    `torch.no_grad()` and never lets a gradient reach its weights.
+
+    `uses_online` tells the engine whether the online outputs of the positive views are
+    needed (so it forwards them). `update(online, progress, batch)` runs after every
+    optimizer step with progress = finished steps / total steps in [0, 1] (for momentum
+    schedules) and the step's `PairBatch` (for targets that keep a memory of embeddings).
+    The factory is told the online network and the embedding size `dim`.
+    """
+
+    uses_online: bool = True
+
+    def positives(
+        self, views: Sequence[Tensor], which: Sequence[int], online: Mapping[int, Tensor]
+    ) -> dict[int, Tensor]:
+        raise NotImplementedError
+
+    def update(self, online: nn.Module, progress: float, batch: PairBatch) -> None:
+        """After the optimizer step; nothing to do for shared weights."""
+
+    def stats(self) -> dict[str, float]:
+        """Scalars worth logging (a momentum target's current momentum)."""
+        return {}
+
+
+class NegativeSource(nn.Module):
+    """What each anchor is contrasted against.
+
+    `negatives(batch)` runs before the loss and returns `Negatives` or None (no
+    negatives: BYOL). `update(batch)` runs after the optimizer step (a queue enqueues
+    `batch.keys`, detached). Any state lives in buffers, so it is checkpointed.
+    """
+
+    def negatives(self, batch: PairBatch) -> Negatives | None:
+        raise NotImplementedError
+
+    def update(self, batch: PairBatch) -> None:
+        """After the optimizer step; nothing to do for in-batch negatives."""
+
+    def stats(self) -> dict[str, float]:
+        """Scalars worth logging (a queue's fill)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Features:
+    """Frozen encoder features of a split: x (N, F) float32, y (N,) int64, on one device."""
+
+    x: Tensor
+    y: Tensor
+    num_classes: int
+
+
+class Evaluator(Protocol):
+    """train features, test features -> metrics such as {"top1": 0.87}."""
+
+    def __call__(self, train: Features, test: Features) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class MethodPreset:
+    """A method as named slot choices, written as a recipe writes them.
+
+    `parts` keys are those of a recipe's `methods.<name>` (encoder, projection_head,
+    predictor, target, negative_source, loss, optimizer, schedule, augmentation, pairs,
+    joint_forward). A recipe's `defaults` and the method's own keys override them.
+    """
+
+    parts: Mapping[str, object]
+    description: str = ""
+
+
+class Baseline(Protocol):
+    """A reference representation, evaluated under the same protocol as every method.
+
+    Called with a `cmp.engine.baselines.BaselineContext` (the cell it follows, its data,
+    its parts, and helpers to build and train them):
+
+    - `depends_on(context)`: plain data the result depends on; its hash is the cache key,
+      so two cells that would give the same baseline share one result. Use effective
+      values (`context.effective_optimizer()`), not how a recipe spelled them.
+    - `label(context)`: the row label in reports.
+    - `representation(context)`: a module from the evaluation input (the augmentation's
+      deterministic `preprocess` of the images) to features (N, F); it may train one
+      through `context.train(objective)`, the same loop every method trains in.
+    """
+
+    def depends_on(self, context: Any) -> dict[str, Any]: ...
+
+    def label(self, context: Any) -> str: ...
+
+    def representation(self, context: Any) -> nn.Module: ...

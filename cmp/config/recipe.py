@@ -1,0 +1,273 @@
+"""Recipes: a YAML file (plus `--set KEY=VALUE` overrides) -> a validated `Recipe`.
+
+Only the shape and the types are checked here; `cmp.config.cells` then resolves each method's
+slot choices against the registry and validates their parameters. Every error is one
+line naming the file and the key path (or the `--set` that caused it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from cmp.api.params import NonNegative, NonNegativeInt, Positive, PositiveInt, describe_validation_error
+from cmp.api.slots import PARTS
+from cmp.errors import RecipeError
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Choice(_Strict):
+    """A slot choice: `{name: nt_xent, params: {temperature: 0.2}}` or just `nt_xent`.
+
+    Without `name` it changes only parameters of the component an earlier layer chose
+    (`--set methods.simclr.loss.params.temperature=0.2`).
+    """
+
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and value.get("params") is None and "params" in value:
+            return {**value, "params": {}}
+        return value
+
+
+Pairs = Union[Literal["symmetric", "one_way", "multicrop"], list[tuple[NonNegativeInt, NonNegativeInt]]]
+"""A named pairing of views, or explicit [anchor view, positive view] pairs."""
+
+Parts = create_model(
+    "Parts",
+    __base__=_Strict,
+    __doc__="Slot choices (one key per part of `cmp.api.slots.PARTS`) and step options.",
+    **{key: (Optional[Choice], None) for key in PARTS},
+    pairs=(Optional[Pairs], None),
+    joint_forward=(Optional[bool], None),
+)
+
+
+class MethodSpec(Parts):
+    """One method of the comparison: a preset plus the parts it changes."""
+
+    preset: str | None = None
+
+
+class DataSection(_Strict):
+    """Which data set, where it lives, and how much of it to use."""
+
+    dataset: str
+    root: str | None = None
+    subset: PositiveInt | None = None
+    test_subset: PositiveInt | None = None
+    split_seed: int = 0
+    download: bool = True
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSection(_Strict):
+    """How long and how to train; shared by every method of the recipe."""
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 256
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    log_every: PositiveInt = 10
+    eval_every: NonNegativeInt = 0
+    checkpoint_minutes: Positive = 10.0
+    collapse_std: NonNegative = 1e-4
+    threads: PositiveInt | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+
+class RecipeModel(_Strict):
+    """The whole recipe file."""
+
+    name: str | None = None
+    description: str | None = None
+    data: DataSection
+    train: TrainSection = Field(default_factory=TrainSection)
+    defaults: Parts = Field(default_factory=Parts)
+    methods: dict[str, MethodSpec]
+    eval: dict[str, dict[str, Any] | None] = Field(
+        default_factory=lambda: {"knn": {}, "linear": {}}
+    )
+    baselines: list[str] = Field(default_factory=lambda: ["raw_pixels", "random_init"])
+    sweep: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None
+
+    @field_validator("sweep")
+    @classmethod
+    def _non_empty(cls, value: Any) -> Any:
+        for grid in [value] if isinstance(value, dict) else value or []:
+            for key, values in grid.items():
+                if not values:
+                    raise ValueError(f"{key} lists no values")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _some_methods(cls, value: dict[str, MethodSpec]) -> dict[str, MethodSpec]:
+        if not value:
+            raise ValueError("names no method; add at least one under methods:")
+        for name in value:
+            if not re.match(r"^[A-Za-z0-9_.\-]+$", name):
+                raise ValueError(f"method name {name!r} may hold only letters, digits, '_', '.', '-'")
+        return value
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a recipe came from: its file and the `--set` overrides, for error messages."""
+
+    path: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def where(self, key_path: str) -> str:
+        """`file: key.path`, or the `--set` that set this key (or one of its parents)."""
+        for key, text in self.overrides.items():
+            if key_path == key or key_path.startswith(key + "."):
+                return f"--set {text}"
+        return f"{self.path}: {key_path}" if key_path else str(self.path)
+
+    def error(self, key_path: str, message: str) -> RecipeError:
+        return RecipeError(message, where=self.where(key_path))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe and its source."""
+
+    model: RecipeModel
+    source: Source
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.model.name or self.source.path.stem
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.epochs=1` -> ("train.epochs", 1); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not re.match(r"^[A-Za-z0-9_.\-]+$", key) or ".." in key:
+        raise RecipeError(f"expected KEY=VALUE with a dotted key such as train.epochs=1, got {text!r}", where="--set")
+    try:
+        return key, yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"value is not valid YAML: {exc}", where=f"--set {text}") from None
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set `a.b.c` in nested dicts, creating missing levels; errors name `where`.
+
+    A slot given by name alone (`encoder: convnet`) is shorthand for `{name: convnet}`,
+    so `--set defaults.encoder.params.widths=[8]` reaches inside it.
+    """
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif isinstance(child, str) and part in PARTS:
+            child = node[part] = {"name": child}
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: i + 1])
+            raise RecipeError(f"cannot set a key inside {prefix}, which is a {type(child).__name__}", where=where)
+        node = child
+    node[parts[-1]] = value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """`yaml.safe_load` a mapping; errors name the file (and line)."""
+    if not path.is_file():
+        raise RecipeError("recipe file not found", where=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{line}not valid YAML: {problem}", where=str(path)) from None
+    except UnicodeDecodeError:
+        raise RecipeError("not a UTF-8 text file", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"a recipe is a mapping of keys, got {type(data).__name__}", where=str(path))
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override and validate a recipe; `RecipeError` on any problem."""
+    path = Path(path)
+    raw = read_yaml(path)
+    set_keys: dict[str, str] = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        apply_override(raw, key, value, f"--set {text}")
+        set_keys[key] = text
+    try:
+        model = RecipeModel.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        loc, message = describe_validation_error(exc, _known_keys(exc))
+        raise Source(path, set_keys).error(".".join(loc), message) from None
+    return Recipe(model, Source(path, set_keys), raw)
+
+
+def _known_keys(exc: pydantic.ValidationError) -> list[str]:
+    """The keys allowed beside an unknown one, for the 'did you mean' hint."""
+    err = exc.errors(include_url=False)[0]
+    if err["type"] != "extra_forbidden":
+        return []
+    model: Any = RecipeModel
+    dict_value: Any = None
+    for part in err["loc"][:-1]:
+        if dict_value is not None:  # this part is a key of a dict field, e.g. a method name
+            model, dict_value = dict_value, None
+            continue
+        field = model.model_fields.get(str(part))
+        inner, is_dict = _model_in(field.annotation) if field is not None else (None, False)
+        if inner is None:
+            return []
+        if is_dict:
+            dict_value = inner
+        else:
+            model = inner
+    return sorted(model.model_fields)
+
+
+def _model_in(annotation: Any) -> tuple[Any, bool]:
+    """(model class, whether it is a dict's value) inside `X | None` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    args = get_args(annotation)
+    if get_origin(annotation) is dict and args:
+        inner, _ = _model_in(args[-1])
+        return inner, inner is not None
+    for arg in args:
+        inner, is_dict = _model_in(arg)
+        if inner is not None:
+            return inner, is_dict
+    return None, False

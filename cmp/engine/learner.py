@@ -1,0 +1,161 @@
+"""The learner: one training step composed from slot components, the same for every method.
+
+It knows pairs of views, an online network, a target branch, a negative source and a
+loss; it never knows which method these make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cmp.api.contracts import Encoder, Head, Negatives, NegativeSource, PairBatch, TargetBranch
+
+PAIRINGS: dict[str, list[tuple[int, int]]] = {
+    "symmetric": [(0, 1), (1, 0)],
+    "one_way": [(0, 1)],
+}
+"""Named pairings of two views: (anchor view, positive view)."""
+
+
+def view_pairs(pairs: str | Sequence[Sequence[int]], num_views: int, global_views: int) -> list[tuple[int, int]]:
+    """The (anchor view, positive view) pairs of a step.
+
+    `symmetric` and `one_way` pair the first two views; `multicrop` makes every view an
+    anchor of each global (large) view other than itself (SwAV, DINO: the small crops
+    are anchors only); a list gives the pairs explicitly. `ValueError` for a pair that
+    names a view the augmentation does not make.
+    """
+    if isinstance(pairs, str):
+        if pairs == "multicrop":
+            chosen = [(i, j) for i in range(num_views) for j in range(global_views) if i != j]
+        else:
+            chosen = PAIRINGS[pairs]
+    else:
+        chosen = [(int(i), int(j)) for i, j in pairs]
+    if not chosen:
+        raise ValueError("no pair of views: the step needs at least one (anchor, positive) pair")
+    for i, j in chosen:
+        if max(i, j) >= num_views:
+            raise ValueError(f"pair ({i}, {j}) names view {max(i, j)}, but the augmentation makes {num_views} views")
+    return chosen
+
+LossFn = Callable[[Tensor, Tensor, "Negatives | None"], Tensor]
+
+
+class OnlineNetwork(nn.Module):
+    """Encoder f then projection head g: images -> z. Momentum targets copy this module."""
+
+    def __init__(self, encoder: Encoder, head: Head) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.encoder(images))
+
+
+@dataclass
+class StepOutput:
+    """The loss of one step and the embeddings it came from (None: not contrastive)."""
+
+    loss: Tensor
+    batch: PairBatch | None
+
+
+class Learner(nn.Module):
+    """Online network, optional predictor, target branch and negative source, with a loss.
+
+    `forward(views)` computes the loss of one step; `after_step(batch, progress)` lets the
+    target and the negative source update themselves once the optimizer has stepped.
+    With `joint_forward` the views go through the online network as one batch (BatchNorm
+    statistics over all views, as SimCLR); otherwise one view at a time (MoCo, BYOL).
+    """
+
+    def __init__(
+        self,
+        online: OnlineNetwork,
+        predictor: Head | None,
+        target: TargetBranch,
+        negative_source: NegativeSource,
+        loss: LossFn,
+        pairs: Sequence[tuple[int, int]],
+        joint_forward: bool,
+    ) -> None:
+        super().__init__()
+        self.online = online
+        self.predictor = predictor
+        self.target = target
+        self.negative_source = negative_source
+        self.loss = loss
+        self.pairs = list(pairs)
+        self.joint_forward = joint_forward
+        self.anchor_views = sorted({i for i, _ in self.pairs})
+        self.positive_views = sorted({j for _, j in self.pairs})
+        online_views = set(self.anchor_views)
+        if target.uses_online:
+            online_views |= set(self.positive_views)
+        self.online_views = sorted(online_views)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.online.encoder  # type: ignore[return-value]
+
+    def _through(self, module: nn.Module, inputs: dict[int, Tensor], order: Sequence[int]) -> dict[int, Tensor]:
+        """Each view through `module`; with `joint_forward`, views of one shape as one batch."""
+        if not self.joint_forward or len(order) < 2:
+            return {v: module(inputs[v]) for v in order}
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for v in order:
+            by_shape.setdefault(tuple(inputs[v].shape[1:]), []).append(v)
+        out: dict[int, Tensor] = {}
+        for group in by_shape.values():
+            joined = module(torch.cat([inputs[v] for v in group])) if len(group) > 1 else module(inputs[group[0]])
+            out.update(zip(group, joined.split([inputs[v].shape[0] for v in group])))
+        return out
+
+    def forward(self, views: Sequence[Tensor], ids: Tensor | None = None) -> StepOutput:
+        """The loss of one step; `ids` (N,) are the images' indices in the data set."""
+        if ids is None:
+            ids = torch.arange(views[0].shape[0], device=views[0].device)
+        z = self._through(self.online, dict(enumerate(views)), self.online_views)
+        p = self._through(self.predictor, z, self.anchor_views) if self.predictor is not None else z
+        targets = self.target.positives(views, self.positive_views, z)
+        batch = PairBatch(
+            anchors=torch.cat([p[i] for i, _ in self.pairs]),
+            positives=torch.cat([targets[j] for _, j in self.pairs]),
+            anchor_ids=ids.repeat(len(self.pairs)),
+            keys=torch.cat([targets[v] for v in self.positive_views]),
+            key_ids=ids.repeat(len(self.positive_views)),
+        )
+        loss = self.loss(batch.anchors, batch.positives, self.negative_source.negatives(batch))
+        return StepOutput(loss, batch)
+
+    @torch.no_grad()
+    def after_step(self, batch: PairBatch | None, progress: float) -> None:
+        """Target update (EMA), then negative source update (enqueue)."""
+        assert batch is not None
+        self.target.update(self.online, progress, batch)
+        self.negative_source.update(batch)
+
+    def stats(self) -> dict[str, float]:
+        return {**self.target.stats(), **self.negative_source.stats()}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return param_groups(self)
+
+
+def param_groups(module: nn.Module) -> list[dict[str, Any]]:
+    """Trainable parameters; biases and norm-layer weights (ndim <= 1) flagged for no decay."""
+    decay, no_decay = [], []
+    for param in module.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    groups: list[dict[str, Any]] = [{"params": decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "exclude_from_decay": True})
+    return groups

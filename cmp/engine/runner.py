@@ -1,0 +1,92 @@
+"""Running one cell: its run directory around it, its training and evaluation inside.
+
+`Runner.run_cell` reads top to bottom: reuse a cached result, else prepare the run
+directory, train and evaluate (`cmp.engine.cell_run`), record the outcome as a
+`RunResult` (a failure too, with its reason), and tell the lifecycle plugins.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from cmp.api.contracts import ImageData
+from cmp.api.loader import Plugins
+from cmp.api.results import RunInfo, RunResult
+from cmp.config.cells import Cell
+from cmp.config.recipe import DataSection
+from cmp.engine.build import resolve_device
+from cmp.engine.cell_run import train_and_evaluate
+from cmp.engine.data import load_data
+from cmp.engine.environment import environment
+from cmp.engine.rundir import RunDirectory
+from cmp.errors import CheckpointError, CmpError
+
+
+class Runner:
+    """Runs cells into `out_dir`, loading each data set once per process."""
+
+    def __init__(self, plugins: Plugins, out_dir: Path, echo: Callable[[str], None] = print) -> None:
+        self.plugins = plugins
+        self.registry = plugins.registry
+        self.hooks = plugins.hook
+        self.out_dir = out_dir
+        self.echo = echo
+        self._data: dict[str, ImageData] = {}
+
+    def data_for(self, data: DataSection) -> ImageData:
+        key = json.dumps(data.model_dump(), sort_keys=True, default=str)
+        if key not in self._data:
+            self._data[key] = load_data(data, self.registry)
+        return self._data[key]
+
+    def run_dir(self, cell: Cell) -> RunDirectory:
+        return RunDirectory(self.out_dir, cell)
+
+    def plan(self, cell: Cell) -> str:
+        """What `run_cell` would do: reuse a result, resume a checkpoint, retry, or train."""
+        return self.run_dir(cell).plan()
+
+    def run_cell(self, cell: Cell, device_name: str | None = None) -> RunResult:
+        """Train and evaluate one cell (or return its cached result); never raises for a failed run."""
+        rundir = self.run_dir(cell)
+        cached = rundir.cached()
+        if cached is not None:
+            return cached
+        rundir.prepare()
+        device = resolve_device(device_name or cell.train.device)
+        config = cell.config()
+        run = RunInfo(cell.name, cell.recipe, cell.method, cell.key(), rundir.path, config, device)
+        started = time.perf_counter()
+        fields: dict = {}
+        try:
+            fields = train_and_evaluate(self, cell, run, self._resume_state(rundir))
+            status, reason = "ok", None
+        except CmpError as exc:
+            status, reason = "failed", str(exc)
+        except Exception as exc:  # a crash inside a component: recorded, the sweep goes on
+            path = rundir.write_error(traceback.format_exc())
+            status, reason = "failed", f"{type(exc).__name__}: {exc} (traceback in {path})"
+        result = RunResult(
+            recipe=cell.recipe, method=cell.method, cell=cell.name, key=cell.key(), sweep=config["sweep"],
+            config=config, device=str(device), status=status, reason=reason,
+            wall_time_s=time.perf_counter() - started, environment=environment(device), **fields,
+        )
+        rundir.write_result(result)
+        try:
+            self.hooks.cmp_run_end(run=run, result=result)
+        except Exception as exc:  # a lifecycle plugin must not lose a computed result
+            self.echo(f"cmp: warning: a plugin failed at run end: {type(exc).__name__}: {exc}")
+        return result
+
+    def _resume_state(self, rundir: RunDirectory) -> dict | None:
+        """The checkpoint to resume from; an unreadable one is set aside with a warning."""
+        try:
+            return rundir.read_checkpoint()
+        except CheckpointError as exc:
+            moved = rundir.set_aside()
+            self.echo(f"cmp: warning: {exc.message}; set it aside as {moved} and training from scratch")
+            return None

@@ -1,0 +1,256 @@
+"""The training loop: epochs of batches drawn from images already on the device.
+
+Per step: index a batch, augment it, compute the objective's loss, step the optimizer
+and the schedule, let the objective's components update. The objective is a method's
+`Learner` or anything with the same three calls (the supervised baseline's classifier),
+so every network cmp trains goes through this one loop, precision and checkpoint path. The loss is read back to the host
+only every `log_every` steps (and at epoch ends), so a GPU is never made to wait each
+step. Checkpoints are taken at every epoch end and every `checkpoint_seconds` of
+training, with everything needed to resume to the same result (including mid-epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from cmp.api.contracts import Augmentation
+from cmp.engine.checkpoint import save_checkpoint
+from cmp.engine.learner import StepOutput
+from cmp.errors import RunFailed
+
+
+class Objective(Protocol):
+    """What the trainer trains: a module whose call gives a step's loss.
+
+    `__call__(views, ids)` -> `StepOutput` (ids: the batch's data-set indices);
+    `after_step(batch, progress)` after each optimizer step; `stats()` scalars to log.
+    """
+
+    def __call__(self, views: list[Tensor], ids: Tensor) -> StepOutput: ...
+
+    def after_step(self, batch: Any, progress: float) -> None: ...
+
+    def stats(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The loop's settings (from the recipe's `train` section)."""
+
+    epochs: int
+    batch_size: int
+    log_every: int = 10
+    eval_every: int = 0
+    precision: str = "fp32"
+    channels_last: bool = False
+    checkpoint_seconds: float = 600.0
+    collapse_std: float = 0.0
+
+
+@dataclass
+class Position:
+    """Where training stands; saved in checkpoints."""
+
+    epoch: int = 0
+    step: int = 0
+    step_in_epoch: int = 0
+    perm: Tensor | None = None
+    epoch_loss_sum: float = 0.0
+    train_seconds: float = 0.0
+    loss_per_epoch: list[float] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class TrainSummary:
+    """What training measured."""
+
+    steps: int
+    images_seen: int
+    train_seconds: float
+    loss_per_epoch: list[float]
+    eval_history: list[dict[str, float]]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+class Trainer:
+    """Runs the loop for one learner; `hooks` is the plugin manager's hook relay."""
+
+    def __init__(
+        self,
+        learner: Objective,
+        augmentation: Augmentation,
+        images: Tensor,
+        optimizer: torch.optim.Optimizer,
+        schedule: Any | None,
+        generator: torch.Generator,
+        config: TrainConfig,
+        run: Any,
+        hooks: Any,
+        evaluate: Callable[[int], dict[str, float]] | None = None,
+        checkpoint_path: Path | None = None,
+    ) -> None:
+        self.learner = learner
+        self.augmentation = augmentation
+        self.images = images
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.generator = generator
+        self.config = config
+        self.run = run
+        self.hooks = hooks
+        self.evaluate = evaluate
+        self.checkpoint_path = checkpoint_path
+        self.device = images.device
+        self.steps_per_epoch = images.shape[0] // config.batch_size
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.position = Position()
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.autocast_dtype = dtype
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        p = self.position
+        state: dict[str, Any] = {
+            "learner": self.learner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else {},
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "position": {
+                "epoch": p.epoch, "step": p.step, "step_in_epoch": p.step_in_epoch,
+                "epoch_loss_sum": p.epoch_loss_sum, "train_seconds": p.train_seconds,
+                "loss_per_epoch": list(p.loss_per_epoch), "eval_history": list(p.eval_history),
+            },
+        }
+        if p.perm is not None:
+            state["perm"] = p.perm.cpu()
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state["schedule"]:
+            self.schedule.load_state_dict(state["schedule"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        pos = state["position"]
+        self.position = Position(
+            epoch=int(pos["epoch"]), step=int(pos["step"]), step_in_epoch=int(pos["step_in_epoch"]),
+            perm=state["perm"].to(self.device) if "perm" in state else None,
+            epoch_loss_sum=float(pos["epoch_loss_sum"]), train_seconds=float(pos["train_seconds"]),
+            loss_per_epoch=list(pos["loss_per_epoch"]), eval_history=list(pos["eval_history"]),
+        )
+
+    def save(self, extra: dict[str, Any]) -> None:
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.checkpoint_path, {**extra, **self.state_dict()})
+
+    def _check(self, value: float, where: str) -> None:
+        if not math.isfinite(value):
+            raise RunFailed(f"loss became {value} {where}")
+
+    def _train_step(self, x: Tensor, ids: Tensor) -> tuple[Tensor, Any]:
+        with self._autocast():
+            views = self.augmentation(x, self.generator)
+            if self.config.channels_last:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            out = self.learner(views, ids)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.schedule is not None:
+            self.schedule.step()
+        return out.loss.detach(), out.batch
+
+    def fit(self, checkpoint_extra: dict[str, Any] | None = None) -> TrainSummary:
+        """Train from the current position to the last epoch."""
+        cfg, p = self.config, self.position
+        extra = checkpoint_extra or {}
+        bsz = cfg.batch_size
+        last_save = time.perf_counter()
+        while p.epoch < cfg.epochs:
+            if p.perm is None:
+                p.perm = torch.randperm(self.images.shape[0], generator=self.generator, device=self.device)
+                p.step_in_epoch, p.epoch_loss_sum = 0, 0.0
+            loss_sum = torch.zeros((), device=self.device)
+            started = time.perf_counter()
+            while p.step_in_epoch < self.steps_per_epoch:
+                i = p.step_in_epoch
+                ids = p.perm[i * bsz : (i + 1) * bsz]
+                loss, batch = self._train_step(self.images[ids], ids)
+                p.step += 1
+                p.step_in_epoch += 1
+                self.learner.after_step(batch, p.step / self.total_steps)
+                loss_sum += loss
+                if p.step % cfg.log_every == 0 or p.step_in_epoch == self.steps_per_epoch:
+                    self._log(loss, batch, p)
+                if time.perf_counter() - last_save > cfg.checkpoint_seconds and p.step_in_epoch < self.steps_per_epoch:
+                    p.train_seconds += time.perf_counter() - started
+                    p.epoch_loss_sum += loss_sum.item()
+                    loss_sum.zero_()
+                    self.save(extra)
+                    started = last_save = time.perf_counter()
+            epoch_loss = (p.epoch_loss_sum + loss_sum.item()) / self.steps_per_epoch
+            p.train_seconds += time.perf_counter() - started
+            self._check(epoch_loss, f"in epoch {p.epoch + 1}")
+            p.loss_per_epoch.append(epoch_loss)
+            p.epoch += 1
+            p.perm = None
+            self.hooks.cmp_epoch_end(
+                run=self.run, epoch=p.epoch,
+                metrics={"loss": epoch_loss, "images_per_s": self.steps_per_epoch * bsz / max(1e-9, time.perf_counter() - started)},
+            )
+            if self.evaluate is not None and cfg.eval_every and p.epoch % cfg.eval_every == 0 and p.epoch < cfg.epochs:
+                results = self.evaluate(p.epoch)
+                p.eval_history.append({"epoch": p.epoch, **results})
+            self.save(extra)
+            last_save = time.perf_counter()
+        return TrainSummary(
+            steps=p.step, images_seen=p.step * bsz, train_seconds=p.train_seconds,
+            loss_per_epoch=list(p.loss_per_epoch), eval_history=list(p.eval_history),
+        )
+
+    def _log(self, loss: Tensor, batch: Any, p: Position) -> None:
+        value = loss.item()
+        self._check(value, f"at step {p.step} (epoch {p.epoch + 1})")
+        metrics = {"loss": value, "lr": float(self.optimizer.param_groups[0]["lr"]), **self.learner.stats()}
+        if self.config.collapse_std > 0 and batch is not None:
+            std = torch.nn.functional.normalize(batch.anchors.detach().float(), dim=1).std(dim=0).mean().item()
+            metrics["embedding_std"] = std
+            if std < self.config.collapse_std:
+                raise RunFailed(
+                    f"representation collapsed at step {p.step}: embedding std {std:.2e} "
+                    f"< {self.config.collapse_std:g}"
+                )
+        self.hooks.cmp_step_end(run=self.run, step=p.step, metrics=metrics)
+        self.hooks.cmp_progress(run=self.run, task="train", done=p.step, total=self.total_steps)

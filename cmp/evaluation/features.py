@@ -1,0 +1,93 @@
+"""Evaluation on frozen features: computed once per evaluation, shared by every evaluator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from cmp.api.contracts import Evaluator, Features
+
+Progress = Callable[[int, int], None]
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: nn.Module,
+    preprocess: Callable[[Tensor], Tensor],
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    batch_size: int = 1024,
+    progress: Progress | None = None,
+    channels_last: bool = False,
+) -> Features:
+    """Encoder representations h of uint8 images, encoder in eval mode (restored after).
+
+    Always float32; `channels_last` (as in training) only changes the memory layout.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        chunks = []
+        total = images.shape[0]
+        for start in range(0, total, batch_size):
+            x = preprocess(images[start : start + batch_size])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            chunks.append(encoder(x).float())
+            if progress is not None:
+                progress(min(total, start + batch_size), total)
+    finally:
+        encoder.train(was_training)
+    return Features(torch.cat(chunks), labels, num_classes)
+
+
+@torch.no_grad()
+def pixel_features(
+    preprocess: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, num_classes: int, batch_size: int = 4096
+) -> Features:
+    """Raw pixels as features: the evaluation input (resized, normalised), flattened."""
+    chunks = [preprocess(images[s : s + batch_size]).flatten(1).float() for s in range(0, images.shape[0], batch_size)]
+    return Features(torch.cat(chunks), labels, num_classes)
+
+
+def run_evaluators(evaluators: Mapping[str, Evaluator], train: Features, test: Features) -> dict[str, float]:
+    """Every evaluator on the same features: {"knn_top1": ..., "linear_top1": ...}."""
+    results: dict[str, float] = {}
+    for name, evaluator in evaluators.items():
+        for metric, value in evaluator(train, test).items():
+            results[f"{name}_{metric}"] = float(value)
+    return results
+
+
+@dataclass(frozen=True)
+class LabelledSplits:
+    """The labelled images evaluation uses, on the device: uint8 images, int64 labels."""
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    num_classes: int
+
+
+def evaluate_representation(
+    encoder: nn.Module,
+    preprocess: Callable[[Tensor], Tensor],
+    splits: LabelledSplits,
+    evaluators: Mapping[str, Evaluator],
+    progress: Callable[[str], Progress] | None = None,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """Features of both splits once, then every evaluator on them."""
+    def report(task: str) -> Progress | None:
+        return progress(task) if progress is not None else None
+
+    train = extract_features(encoder, preprocess, splits.train_images, splits.train_labels, splits.num_classes,
+                             progress=report("features/train"), channels_last=channels_last)
+    test = extract_features(encoder, preprocess, splits.test_images, splits.test_labels, splits.num_classes,
+                            progress=report("features/test"), channels_last=channels_last)
+    return run_evaluators(evaluators, train, test)

@@ -1,0 +1,274 @@
+"""Small building blocks for plugin authors: EMA, freezing, a ring buffer, shuffled BatchNorm, gathering.
+
+Each block is something several contrastive methods need and that is easy to get subtly
+wrong: a momentum update that misses a parameter, a queue that drops keys when a batch
+runs past the end of its buffer, a memory whose pointer is lost on resume, a shuffle that
+is not undone, gathered negatives whose gradient is off by the number of processes.
+
+A MoCo-like queue and a momentum target, each a few lines with these blocks (the plugin
+guide, docs/plugins.md, shows and runs this example):
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cmp.api.contracts import Negatives, NegativeSource, PairBatch, TargetBranch
+from cmp.nn import RingBuffer, freeze, update_momentum
+
+
+class RecentKeys(NegativeSource):
+    def __init__(self, dim: int, size: int) -> None:
+        super().__init__()
+        self.memory = RingBuffer(size, dim)
+
+    def negatives(self, batch: PairBatch) -> Negatives:
+        return Negatives(self.memory.values())
+
+    def update(self, batch: PairBatch) -> None:
+        self.memory.push(F.normalize(batch.keys.float(), dim=1))
+
+
+class EmaTarget(TargetBranch):
+    uses_online = False
+
+    def __init__(self, online: nn.Module, m: float) -> None:
+        super().__init__()
+        self.network = freeze(copy.deepcopy(online))
+        self.m = m
+
+    @torch.no_grad()
+    def positives(self, views, which, online):
+        return {v: self.network(views[v]) for v in which}
+
+    def update(self, online: nn.Module, progress: float, batch: PairBatch) -> None:
+        update_momentum(self.network, online, self.m)
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+__all__ = [
+    "RingBuffer",
+    "freeze",
+    "gather",
+    "gather_no_grad",
+    "grouped_batchnorm_forward",
+    "rank",
+    "shuffle_batch",
+    "unfreeze",
+    "unshuffle_batch",
+    "update_momentum",
+    "world_size",
+]
+
+
+@torch.no_grad()
+def update_momentum(target: nn.Module, online: nn.Module, m: float) -> None:
+    """Move every parameter of `target` toward `online`'s: theta_t <- m theta_t + (1 - m) theta_o.
+
+    The EMA step of a momentum encoder (MoCo, BYOL), done in place and without autograd,
+    as one fused update over all parameters. The two modules must have the same
+    parameters in the same order (`target` a deep copy of `online`). Buffers, such as
+    BatchNorm running statistics, are not touched: the target keeps the statistics of its
+    own forward passes.
+    """
+    targets = list(target.parameters())
+    sources = [p.detach() for p in online.parameters()]
+    if len(targets) != len(sources):
+        raise ValueError(f"target has {len(targets)} parameters, online has {len(sources)}: not a copy of it")
+    if targets:
+        torch._foreach_lerp_(targets, sources, 1 - m)
+
+
+def freeze(module: ModuleT) -> ModuleT:
+    """Stop gradients to every parameter of `module` (a momentum copy, a fixed teacher); returns it."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def unfreeze(module: ModuleT) -> ModuleT:
+    """Let every parameter of `module` receive gradients again; returns it."""
+    for p in module.parameters():
+        p.requires_grad_(True)
+    return module
+
+
+class RingBuffer(nn.Module):
+    """A first-in-first-out memory of the last `size` rows pushed: a MoCo queue, an NNCLR support set.
+
+    `entries` (size, dim) holds the rows; a push writes at the pointer and wraps around the
+    end, overwriting the oldest rows, so no row of a batch is dropped (a push of more than
+    `size` rows keeps its last `size`). Until the buffer is full only its first `count`
+    rows hold data. Rows are stored detached and as given: normalising them is the
+    caller's choice.
+
+    The rows, the pointer and the fill count are buffers, so they move with `.to(device)`,
+    are saved by `state_dict()` and restored by `load_state_dict()`. Pointer and count are
+    mirrored as Python ints, so a push or a read never waits on the device.
+
+    With `dim=None` the width is taken from the first push, or from the state dict being
+    loaded.
+    """
+
+    def __init__(self, size: int, dim: int | None = None) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"a ring buffer needs size >= 1, got {size}")
+        if dim is not None and dim < 1:
+            raise ValueError(f"a ring buffer needs dim >= 1 (or None: taken from the first push), got {dim}")
+        self._size = size
+        self.register_buffer("entries", torch.zeros(size, dim if dim is not None else 0))
+        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        self._pointer = 0
+        self._filled = 0
+        self.register_load_state_dict_pre_hook(_take_saved_width)
+        self.register_load_state_dict_post_hook(_mirror_counters)
+
+    @property
+    def size(self) -> int:
+        """How many rows the buffer holds once full."""
+        return self._size
+
+    @property
+    def count(self) -> int:
+        """How many rows hold pushed data (at most `size`)."""
+        return self._filled
+
+    @property
+    def full(self) -> bool:
+        """True once `size` rows have been pushed: every further push overwrites the oldest."""
+        return self._filled == self._size
+
+    def values(self) -> Tensor:
+        """(count, dim) the rows that hold data, in buffer order; a view, not a copy."""
+        return self.entries[: self._filled]
+
+    @torch.no_grad()
+    def push(self, x: Tensor) -> None:
+        """Store the rows of `x` (n, dim), detached, at the pointer, wrapping around the end."""
+        if x.ndim != 2:
+            raise ValueError(f"push takes rows (n, dim), got shape {tuple(x.shape)}")
+        if self.entries.shape[1] == 0:
+            self.entries = self.entries.new_zeros(self._size, x.shape[1])
+        if x.shape[1] != self.entries.shape[1]:
+            raise ValueError(f"push of rows of width {x.shape[1]} into a ring buffer of width {self.entries.shape[1]}")
+        rows = x.detach()[-self._size :]
+        n = rows.shape[0]
+        first = min(n, self._size - self._pointer)
+        self.entries[self._pointer : self._pointer + first] = rows[:first]
+        if n > first:
+            self.entries[: n - first] = rows[first:]
+        self._pointer = (self._pointer + n) % self._size
+        self._filled = min(self._size, self._filled + n)
+        self.pointer.fill_(self._pointer)
+        self.filled.fill_(self._filled)
+
+    def extra_repr(self) -> str:
+        return f"size={self._size}, dim={self.entries.shape[1] or None}"
+
+
+def _take_saved_width(module: RingBuffer, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """A ring buffer of unknown width takes the saved width, so the saved rows fit."""
+    saved = state_dict.get(prefix + "entries")
+    if saved is not None and saved.ndim == 2 and module.entries.shape[1] == 0:
+        module.entries = module.entries.new_zeros(module.size, saved.shape[1])
+
+
+def _mirror_counters(module: RingBuffer, incompatible_keys: Any) -> None:
+    """Mirror the loaded pointer and fill count as ints."""
+    module._pointer = int(module.pointer)
+    module._filled = int(module.filled)
+
+
+def shuffle_batch(x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(x[permutation], permutation): the rows of x (N, ...) in a random order, and that order (N,).
+
+    The permutation is drawn on x's device from `generator` (torch's default one when
+    None); `unshuffle_batch` puts the rows back.
+    """
+    permutation = torch.randperm(x.shape[0], device=x.device, generator=generator)
+    return x[permutation], permutation
+
+
+def unshuffle_batch(x: Tensor, permutation: Tensor) -> Tensor:
+    """The inverse of `shuffle_batch`: row i of the result is the row of x that came from row i."""
+    return x[torch.argsort(permutation)]
+
+
+def grouped_batchnorm_forward(
+    module: nn.Module, x: Tensor, groups: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """`module(x)` with the batch x (N, ...) split in random groups that each get their own BatchNorm statistics.
+
+    The rows are shuffled, cut with `torch.chunk` into `groups` groups of ceil(N / groups)
+    rows (the last group smaller, and fewer groups when N does not divide well), each group
+    goes through `module` alone, and the outputs are put back in the order of x. In one
+    process this is MoCo's "shuffling BN": a key is normalised with the statistics of
+    rows other than those its query saw, so the loss cannot be lowered by reading batch
+    statistics. With `groups` <= 1, or fewer than 2 rows per group (N < 2 groups), it is
+    `module(x)` and draws no random numbers.
+    """
+    if groups <= 1 or x.shape[0] < 2 * groups:
+        return module(x)
+    shuffled, permutation = shuffle_batch(x, generator)
+    out = torch.cat([module(chunk) for chunk in shuffled.chunk(groups)])
+    return unshuffle_batch(out, permutation)
+
+
+def world_size() -> int:
+    """How many processes train together: 1 unless torch.distributed is initialised."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's index among them: 0 unless torch.distributed is initialised."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def gather(x: Tensor) -> Tensor:
+    """(W * N, ...) the x (N, ...) of every process, concatenated in rank order; differentiable.
+
+    For negatives shared across processes (SimCLR over W GPUs): every process must pass
+    the same shape. In one process this is x itself.
+
+    Gradient: each process gets back, for its own x, the gradient that the losses of *all*
+    processes put on its slice of the gathered tensor, summed (all_gather's backward is a
+    reduce-scatter with SUM). With each process's loss a mean over its anchors and DDP
+    averaging parameter gradients over processes, training then follows the gradient of
+    the mean loss, as one process with the whole batch would. The common mistake,
+    gathering without autograd and putting the local x back in its slice, keeps only the
+    local loss's share: what the other W - 1 processes' losses send back through a row
+    used as their negative is lost, so the negatives' part of the gradient is about W
+    times too small.
+    """
+    if world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated for the private _functional_collectives
+        parts = all_gather(x)
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def gather_no_grad(x: Tensor) -> Tensor:
+    """(W * N, ...) the x (N, ...) of every process in rank order, detached: keys for a queue."""
+    x = x.detach()
+    if world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)

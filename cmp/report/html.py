@@ -1,0 +1,51 @@
+"""The document model rendered as one self-contained HTML page (report.html)."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from cmp.report.document import Figure, Section, Table
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px}"
+    "td:not(:first-child){text-align:right}th{background:#f3f3f3}img{max-width:100%}"
+    "caption{caption-side:bottom;font-style:italic;color:#555;padding-top:4px}code{background:#f3f3f3;padding:1px 4px}"
+)
+
+
+def render_html(title: str, intro: list[str], sections: list[Section]) -> str:
+    """One page; figures are embedded as base64 PNG so the file stands alone."""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
+           f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>"]
+    out += [f"<p>{_inline(p)}</p>" for p in intro if p]
+    for section in sections:
+        out.append(f"<h2>{escape(section.title)}</h2>")
+        for block in section.blocks:
+            if isinstance(block, Table):
+                out += _table(block)
+            elif isinstance(block, Figure):
+                data = base64.b64encode(block.path.read_bytes()).decode()
+                out.append(f"<figure><img src='data:image/png;base64,{data}' alt='{escape(block.caption)}'>"
+                           f"<figcaption><i>{escape(block.caption)}</i></figcaption></figure>")
+            else:
+                out.append(f"<p>{_inline(str(block))}</p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _table(table: Table) -> list[str]:
+    out = ["<table>"]
+    if table.caption:
+        out.append(f"<caption>{escape(table.caption)}</caption>")
+    out.append("<tr>" + "".join(f"<th>{escape(str(h))}</th>" for h in table.header) + "</tr>")
+    out += ["<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in table.rows]
+    out.append("</table>")
+    return out
+
+
+def _inline(text: str) -> str:
+    """Markdown's `code` spans to <code>, the rest escaped."""
+    parts = escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))

@@ -1,0 +1,121 @@
+"""Baselines: raw pixels, a randomly initialised encoder, and a supervised encoder.
+
+Each is evaluated exactly as the methods are (same features protocol, same evaluators).
+The supervised encoder has the cell's architecture and trains with cross-entropy on one
+augmented view per image through the engine's `Trainer`, with the cell's optimizer,
+schedule, epochs, batch size and precision: the same budget, the same loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cmp import hookimpl
+from cmp.api.hookspecs import Register
+from cmp.engine.learner import StepOutput
+
+
+class Flatten(nn.Module):
+    """Raw pixels as features: the evaluation input, flattened to (N, C*H*W)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(1)
+
+
+class RawPixels:
+    """The evaluation input itself (resized and normalised), as the features."""
+
+    def depends_on(self, context: Any) -> dict[str, Any]:
+        return {"input": context.input_shape()}
+
+    def label(self, context: Any) -> str:
+        return "raw_pixels"
+
+    def representation(self, context: Any) -> nn.Module:
+        return Flatten()
+
+
+class RandomInit:
+    """The cell's encoder, initialised with the cell's seed and never trained."""
+
+    def depends_on(self, context: Any) -> dict[str, Any]:
+        return {"input": context.input_shape(), "encoder": context.config["parts"]["encoder"],
+                "seed": context.cell.train.seed}
+
+    def label(self, context: Any) -> str:
+        return f"random_init ({context.cell.part('encoder').name})"
+
+    def representation(self, context: Any) -> nn.Module:
+        return context.build_part("encoder")
+
+
+class SupervisedObjective(nn.Module):
+    """Cross-entropy of a linear classifier on the encoder, on the first view of each image."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int, labels: Tensor) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.classifier = nn.Linear(encoder.feature_dim, num_classes)  # type: ignore[arg-type]
+        self.register_buffer("labels", labels, persistent=False)
+
+    def forward(self, views: list[Tensor], ids: Tensor) -> StepOutput:
+        logits = self.classifier(self.encoder(views[0]))
+        return StepOutput(F.cross_entropy(logits.float(), self.labels[ids]), None)
+
+    def after_step(self, batch: Any, progress: float) -> None:
+        """Nothing to update besides the optimizer's step."""
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+
+class Supervised:
+    """The cell's encoder trained with labels, on the cell's budget."""
+
+    def depends_on(self, context: Any) -> dict[str, Any]:
+        config = context.config
+        train = context.cell.train
+        return {
+            "encoder": config["parts"]["encoder"], "augmentation": config["parts"]["augmentation"],
+            "optimizer": context.effective_optimizer(), "seed": train.seed,
+            "train": {"epochs": train.epochs, "batch_size": train.batch_size, "precision": train.precision,
+                      "channels_last": train.channels_last},
+        }
+
+    def label(self, context: Any) -> str:  # trained at the cell's batch size: one row per size
+        return f"supervised ({context.cell.part('encoder').name}, batch {context.cell.train.batch_size})"
+
+    def representation(self, context: Any) -> nn.Module:
+        encoder = context.build_part("encoder")
+        splits = context.splits
+        objective = SupervisedObjective(encoder, splits.num_classes, splits.train_labels).to(context.device)
+        if context.cell.train.channels_last:
+            objective.to(memory_format=torch.channels_last)
+        context.train(objective, splits.train_images, "supervised")
+        return encoder
+
+
+def raw_pixels() -> RawPixels:
+    """Raw pixels: the resized, normalised evaluation input as features."""
+    return RawPixels()
+
+
+def random_init() -> RandomInit:
+    """The cell's encoder with random weights (the cell's seed), never trained."""
+    return RandomInit()
+
+
+def supervised() -> Supervised:
+    """The cell's encoder trained with cross-entropy on labels, on the cell's budget."""
+    return Supervised()
+
+
+@hookimpl
+def cmp_register_baselines(register: Register) -> None:
+    register("raw_pixels", raw_pixels)
+    register("random_init", random_init)
+    register("supervised", supervised)

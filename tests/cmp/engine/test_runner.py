@@ -1,0 +1,121 @@
+"""Runs: a killed cell resumes to the same result, a NaN cell fails alone, a cached cell is kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cmp.engine.checkpoint import load_checkpoint
+from cmp.cli import main
+from cmp.engine.trainer import Trainer
+
+RESUMABLE = """\
+name: resumable
+data: {dataset: digits}
+train: {epochs: 3, batch_size: 64, seed: 3, threads: 1, log_every: 5, checkpoint_minutes: 0.00001}
+defaults:
+  encoder: {name: convnet, params: {widths: [8, 16]}}
+  augmentation: {name: simclr, params: {crop_scale: [0.5, 1.0]}}
+  optimizer: {name: sgd, params: {lr: 0.1}}
+  projection_head: {name: mlp, params: {hidden_dim: 32, out_dim: 16}}
+methods:
+  moco:
+    preset: moco
+    target: {name: momentum, params: {bn_shuffle_groups: 2}}
+    negative_source: {name: queue, params: {size: 100}}
+eval: {knn: {k: 20}}
+baselines: []
+"""
+
+
+def result_of(out: Path) -> dict:  # type: ignore[type-arg]
+    (path,) = out.glob("resumable/*/result.json")
+    return json.loads(path.read_text())
+
+
+def test_a_killed_cell_resumes_to_the_result_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    recipe = tmp_path / "resumable.yaml"
+    recipe.write_text(RESUMABLE)
+    assert main(["run", str(recipe), "--out", str(tmp_path / "straight"), "--reports", str(tmp_path / "r1")]) == 0
+    straight = result_of(tmp_path / "straight")
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "CMP_PROGRESS": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cmp", "run", str(recipe), "--out", str(out), "--reports", str(tmp_path / "r2")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    killed_at = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        found = list(out.glob("resumable/*/checkpoint.pt"))
+        if found:
+            step = int(load_checkpoint(found[0])["position"]["step"])
+            if step >= 25:  # past the first epoch (22 steps), in the middle of the second
+                proc.send_signal(signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed_at is not None, "the run finished before it could be killed"
+    assert not list(out.glob("resumable/*/result.json"))
+
+    assert main(["run", str(recipe), "--out", str(out), "--reports", str(tmp_path / "r2")]) == 0
+    resumed = result_of(out)
+    assert resumed["train"]["resumed_from_step"] >= killed_at
+    assert resumed["train"]["loss_per_epoch"] == straight["train"]["loss_per_epoch"]
+    assert resumed["metrics"] == straight["metrics"]
+
+
+def test_a_nan_cell_fails_alone_and_a_cached_cell_is_not_retrained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = tmp_path / "mixed.yaml"
+    recipe.write_text(
+        RESUMABLE.replace("name: resumable", "name: mixed").replace("epochs: 3", "epochs: 1")
+        + "sweep: {loss.name: [nt_xent, nan_after]}\n"
+    )
+    args = ["-p", "tests.helpers.faulty_plugins", "run", str(recipe), "--out", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports")]
+    assert main(args) == 1
+    results = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "mixed").glob("*/result.json")]
+    status = {r["config"]["parts"]["loss"]["name"]: r for r in results}
+    assert status["nt_xent"]["status"] == "ok" and status["nt_xent"]["metrics"]["knn_top1"] > 0
+    assert status["nan_after"]["status"] == "failed"
+    assert "loss became nan at step 5" in status["nan_after"]["reason"]
+    report = (tmp_path / "reports" / "mixed" / "report.md").read_text()
+    assert "## Failed cells" in report and "loss became nan" in report
+    capsys.readouterr()
+
+    def no_training(self: Trainer, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a cached cell was trained again")
+
+    monkeypatch.setattr(Trainer, "fit", no_training)
+    ok_only = recipe.read_text().replace("[nt_xent, nan_after]", "[nt_xent]")
+    recipe.write_text(ok_only)
+    assert main(args) == 0
+    assert "cached" in capsys.readouterr().out
+
+
+def test_dry_run_lists_cells_and_what_is_cached(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "dry.yaml"
+    recipe.write_text(RESUMABLE.replace("name: resumable", "name: dry") + "sweep: {train.seed: [0, 1]}\n")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "runs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "moco[train.seed=0]" in out and "moco[train.seed=1]" in out and out.count("train") >= 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_jobs_run_cells_in_parallel_processes(tmp_path: Path) -> None:
+    recipe = tmp_path / "jobs.yaml"
+    recipe.write_text(RESUMABLE.replace("name: resumable", "name: jobs").replace("epochs: 3", "epochs: 1") + "sweep: {train.seed: [0, 1]}\n")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "runs"), "--reports", str(tmp_path / "rep"), "--jobs", "2"]) == 0
+    results = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "jobs").glob("*/result.json")]
+    assert sorted(r["config"]["train"]["seed"] for r in results) == [0, 1]
+    assert all(r["status"] == "ok" for r in results)
