@@ -21,6 +21,10 @@ class CmpError(Exception):
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
 
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+        """Pickled whole, `where` included (a cell's error crosses processes: pool, Ray)."""
+        return (type(self), (self.message, self.where))
+
 
 class RecipeError(CmpError):
     """A recipe (file, key path) that cannot be run as written."""

@@ -237,11 +237,24 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def gather(x: Tensor) -> Tensor:
+
+
+def _by_group(parts: list[Tensor], groups: int) -> Tensor:
+    """Concatenate every rank's x, each cut in `groups` chunks, group-major: for each
+    group, the chunk of rank 0, of rank 1, ... (one process's layout of the whole batch)."""
+    if groups == 1:
+        return torch.cat(parts)
+    chunks = [part.chunk(groups) for part in parts]
+    return torch.cat([chunks[r][g] for g in range(groups) for r in range(len(parts))])
+
+
+def gather(x: Tensor, groups: int = 1) -> Tensor:
     """(W * N, ...) the x (N, ...) of every process, concatenated in rank order; differentiable.
 
     For negatives shared across processes (SimCLR over W GPUs): every process must pass
-    the same shape. In one process this is x itself.
+    the same shape. In one process this is x itself. When x is `groups` equal chunks (one
+    per view), the result is group-major: each view's rows of every rank together, the
+    layout one process would have for the whole batch.
 
     Gradient: each process gets back, for its own x, the gradient that the losses of *all*
     processes put on its slice of the gathered tensor, summed (all_gather's backward is a
@@ -259,16 +272,37 @@ def gather(x: Tensor) -> Tensor:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # deprecated for the private _functional_collectives
-        parts = all_gather(x)
-    return torch.cat(parts)
+        parts = all_gather(x.contiguous())
+    return _by_group(list(parts), groups)
 
 
 @torch.no_grad()
-def gather_no_grad(x: Tensor) -> Tensor:
-    """(W * N, ...) the x (N, ...) of every process in rank order, detached: keys for a queue."""
+def gather_no_grad(x: Tensor, groups: int = 1) -> Tensor:
+    """(W * N, ...) the x (N, ...) of every process in rank order, detached: keys for a queue.
+
+    `groups` as in `gather`, so a queue fed the gathered keys holds what one process with
+    the whole batch would enqueue, in the same order."""
     x = x.detach()
     if world_size() == 1:
         return x
     parts = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
+    return _by_group(parts, groups)
+
+
+@torch.no_grad()
+def forward_shuffled_across_ranks(module: nn.Module, x: Tensor) -> Tensor:
+    """`module(x)` with the rows of every process's x shuffled across processes (MoCo's
+    shuffle-BN over GPUs): all ranks' x are gathered, permuted by one permutation drawn
+    on rank 0 and broadcast, each rank runs its share of the permuted batch (so its
+    BatchNorm statistics mix other ranks' images), and gets back its own rows' outputs.
+    No gradient (a key encoder's forward). In one process this is `module(x)`.
+    """
+    if world_size() == 1:
+        return module(x)
+    everything = gather_no_grad(x)
+    permutation = torch.randperm(everything.shape[0], device=x.device)
+    dist.broadcast(permutation, 0)
+    n, r = x.shape[0], rank()
+    mine = module(everything[permutation[r * n : (r + 1) * n]])
+    return unshuffle_batch(gather_no_grad(mine), permutation)[r * n : (r + 1) * n]

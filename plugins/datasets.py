@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,32 @@ def candidate_roots(root: Path | None, dataset: str) -> list[tuple[str, Path | N
     places += [("system folder", p) for p in SYSTEM_FOLDERS.get(dataset, [])]
     places.append(("download cache", cache_dir() / dataset))
     return places
+
+
+def _created_by(target: Path) -> list[Path]:
+    """The folders a download into `target` would create: `target` and its missing parents."""
+    missing = []
+    for folder in [target, *target.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _download(target: Path, fetch: Callable[[], Any]) -> Any:
+    """`fetch()` a download into `target`; when it fails, remove what it left behind.
+
+    A failed download must not leave an empty or half-filled cache folder that looks
+    like a data set on the next search: the folders it created (target and missing
+    parents) are removed, a folder that was already there keeps what it held.
+    """
+    created = _created_by(target)
+    try:
+        return fetch()
+    except BaseException:
+        if created:
+            shutil.rmtree(created[-1], ignore_errors=True)
+        raise
 
 
 def _describe(places: list[tuple[str, Path | None]]) -> str:
@@ -100,8 +127,9 @@ def fashion_mnist(root: Path | None, download: bool, split_seed: int) -> ImageDa
         try:
             import torchvision
 
-            for train in (True, False):
-                torchvision.datasets.FashionMNIST(str(target), train=train, download=True)
+            _download(target, lambda: [
+                torchvision.datasets.FashionMNIST(str(target), train=train, download=True) for train in (True, False)
+            ])
             files = _find_idx(target)
             if files is not None:
                 return _fashion_from(files)
@@ -157,7 +185,7 @@ def _torchvision_set(name: str, root: Path | None, download: bool, make: Callabl
     failure = "downloading is off (data.download: false)"
     if download:
         try:
-            return make(cache_dir() / name, True)
+            return _download(cache_dir() / name, lambda: make(cache_dir() / name, True))
         except Exception as exc:  # network or disk failure: reported below
             failure = f"the download failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     raise DataError(

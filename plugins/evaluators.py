@@ -2,9 +2,14 @@
 
 Both see the encoder's representation h (never the projection head's output), computed
 once per evaluation with the encoder in eval mode, and report top-1 on the test split.
+Both report progress through an optional `progress(done, total)` attribute, which the
+engine sets to feed the `cmp_progress` hook (task `eval/<name>`): the kNN per block of
+test rows searched, the linear probe per L-BFGS iteration.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -19,20 +24,36 @@ from cmp.api.hookspecs import Register
 from cmp.api.params import NonNegative, Positive, PositiveInt
 
 
+Progress = Callable[[int, int], None]
+"""`progress(done, total)`: how far an evaluator is, for the progress display."""
+
+KNN_BLOCK = 2048
+"""Test rows searched per FAISS call, so the kNN reports progress as it goes."""
+
+
 def knn_scores(
-    train_x: Tensor, train_y: Tensor, test_x: Tensor, num_classes: int, k: int, temperature: float
+    train_x: Tensor, train_y: Tensor, test_x: Tensor, num_classes: int, k: int, temperature: float,
+    progress: Progress | None = None,
 ) -> Tensor:
     """Class scores (M, C) of a weighted kNN vote (InstDisc/MoCo protocol).
 
     Features are L2-normalised; each test sample's k nearest training samples by cosine
     similarity s (FAISS exact inner-product search) vote for their class with exp(s / T).
+    The search runs in blocks of `KNN_BLOCK` test rows (exact either way), calling
+    `progress(rows searched, M)` after each.
     """
     k = min(k, train_x.shape[0])
     train = F.normalize(train_x.float(), dim=1).cpu().numpy().astype(np.float32)
     test = F.normalize(test_x.float(), dim=1).cpu().numpy().astype(np.float32)
     index = faiss.IndexFlatIP(train.shape[1])
     index.add(train)
-    sims, idx = index.search(test, k)
+    blocks = []
+    for start in range(0, test.shape[0], KNN_BLOCK):
+        blocks.append(index.search(test[start : start + KNN_BLOCK], k))
+        if progress is not None:
+            progress(min(test.shape[0], start + KNN_BLOCK), test.shape[0])
+    sims = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros((0, k), np.float32)
+    idx = np.concatenate([b[1] for b in blocks]) if blocks else np.zeros((0, k), np.int64)
     weights = torch.from_numpy(sims).double().div_(temperature).exp_()
     votes = train_y.cpu()[torch.from_numpy(idx)]
     scores = torch.zeros(test.shape[0], num_classes, dtype=torch.float64)
@@ -42,11 +63,13 @@ def knn_scores(
 class KNN:
     """Weighted kNN top-1 with FAISS."""
 
+    progress: Progress | None = None
+
     def __init__(self, k: int, temperature: float) -> None:
         self.k, self.temperature = k, temperature
 
     def __call__(self, train: Features, test: Features) -> dict[str, float]:
-        scores = knn_scores(train.x, train.y, test.x, train.num_classes, self.k, self.temperature)
+        scores = knn_scores(train.x, train.y, test.x, train.num_classes, self.k, self.temperature, self.progress)
         return {"top1": (scores.argmax(dim=1) == test.y.cpu()).double().mean().item()}
 
 
@@ -55,7 +78,9 @@ def knn(*, k: PositiveInt = 200, temperature: Positive = 0.1) -> KNN:
     return KNN(k, temperature)
 
 
-def fit_linear(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int) -> torch.nn.Linear:
+def fit_linear(
+    x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int, progress: Progress | None = None
+) -> torch.nn.Linear:
     """Multinomial logistic regression by full-batch L-BFGS, run to convergence.
 
     float32 throughout: on Fashion-MNIST pixels (60 000 x 784) it reaches the float64
@@ -63,6 +88,8 @@ def fit_linear(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_
 
     Minimises mean cross-entropy + weight_decay / 2 * ||W||^2 (bias not penalised): the
     objective of scikit-learn's LogisticRegression with C = 1 / (N * weight_decay).
+    `progress(iteration, max_iter)` is called at each evaluation of the objective (the
+    closure, one or a few per iteration) and with (max_iter, max_iter) at convergence.
     """
     model = torch.nn.Linear(x.shape[1], num_classes).to(x.device, torch.float32)
     torch.nn.init.zeros_(model.weight)
@@ -74,17 +101,23 @@ def fit_linear(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_
     )
 
     def closure() -> Tensor:
+        if progress is not None:
+            progress(min(max_iter, int(optimizer.state[model.weight].get("n_iter", 0))), max_iter)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x32), y) + 0.5 * weight_decay * model.weight.square().sum()
         loss.backward()
         return loss
 
     optimizer.step(closure)
+    if progress is not None:
+        progress(max_iter, max_iter)
     return model
 
 
 class LinearProbe:
     """Standardise with training statistics, fit `fit_linear`, report test top-1."""
+
+    progress: Progress | None = None
 
     def __init__(self, weight_decay: float, max_iter: int) -> None:
         self.weight_decay, self.max_iter = weight_decay, max_iter
@@ -92,7 +125,9 @@ class LinearProbe:
     def __call__(self, train: Features, test: Features) -> dict[str, float]:
         mean = train.x.mean(dim=0, keepdim=True)
         std = train.x.std(dim=0, keepdim=True).clamp_min(1e-6)
-        model = fit_linear((train.x - mean) / std, train.y, train.num_classes, self.weight_decay, self.max_iter)
+        model = fit_linear(
+            (train.x - mean) / std, train.y, train.num_classes, self.weight_decay, self.max_iter, self.progress
+        )
         with torch.no_grad():
             predicted = model(((test.x - mean) / std).float()).argmax(dim=1)
         return {"top1": (predicted == test.y).double().mean().item()}

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from cmp import hookimpl
 from cmp.api.contracts import PairBatch, TargetBranch
 from cmp.api.hookspecs import Register
-from cmp.nn import freeze, grouped_batchnorm_forward, update_momentum
+from cmp.nn import forward_shuffled_across_ranks, freeze, grouped_batchnorm_forward, update_momentum, world_size
 
 Momentum = Annotated[float, at.Ge(0), at.Lt(1)]
 Groups = Annotated[int, at.Ge(1)]
@@ -52,7 +52,11 @@ class MomentumTarget(TargetBranch):
 
     @torch.no_grad()
     def embed(self, x: Tensor) -> Tensor:
-        """Target embedding of one view, with shuffled group-wise BatchNorm when G > 1."""
+        """Target embedding of one view, with shuffled BatchNorm when G > 1: across
+        processes when there are several (MoCo's shuffle-BN), else in G groups of this
+        process's batch."""
+        if self.groups > 1 and world_size() > 1:
+            return forward_shuffled_across_ranks(self.network, x)
         return grouped_batchnorm_forward(self.network, x, self.groups)
 
     def positives(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cmp import hookimpl
 from cmp.api.contracts import Negatives, NegativeSource, PairBatch
 from cmp.api.hookspecs import Register
+from cmp.nn import gather, gather_no_grad
 
 
 class InBatchNegatives(NegativeSource):
@@ -12,11 +13,15 @@ class InBatchNegatives(NegativeSource):
 
     With SimCLR's two views and shared weights the keys are all 2N embeddings, and the
     mask leaves 2N - 2 negatives per anchor: everything but itself and its positive.
+    Across W processes the keys of every process are gathered (with their gradient), so
+    each anchor has the 2WN - 2 negatives of the global batch, as in one process.
     """
 
     def negatives(self, batch: PairBatch) -> Negatives:
-        valid = batch.anchor_ids.unsqueeze(1) != batch.key_ids.unsqueeze(0)
-        return Negatives(batch.keys, valid)
+        keys = gather(batch.keys, batch.key_views)
+        key_ids = gather_no_grad(batch.key_ids, batch.key_views)
+        valid = batch.anchor_ids.unsqueeze(1) != key_ids.unsqueeze(0)
+        return Negatives(keys, valid)
 
 
 def in_batch(dim: int) -> InBatchNegatives:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from cmp import hookimpl
 from cmp.api.contracts import Negatives, NegativeSource, PairBatch
 from cmp.api.hookspecs import Register
-from cmp.nn import RingBuffer
+from cmp.nn import RingBuffer, gather_no_grad
 
 QueueSize = Annotated[int, at.Ge(1), at.Le(1 << 20)]
 
@@ -45,7 +45,9 @@ class QueueNegatives(NegativeSource):
 
     @torch.no_grad()
     def update(self, batch: PairBatch) -> None:
-        self.enqueue(batch.keys)
+        """Enqueue the step's keys of every process (gathered in one process's order), so
+        every process holds the same queue, the one a single process would hold."""
+        self.enqueue(gather_no_grad(batch.keys, batch.key_views))
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:

@@ -117,6 +117,8 @@ class PairBatch:
     anchor_ids: (A,) int64, index in the data set of the image behind each anchor row
     keys:       (M, D) every target-side embedding computed this step (all positive views)
     key_ids:    (M,) int64, index in the data set of the image behind each key
+    key_views:  how many positive views `keys` holds, as equal chunks of N rows in view
+                order (for gathering keys across processes in one process's layout)
 
     Ids are data-set indices, unique within a step's batch: rows with equal ids are views
     of one image (in-batch negatives mask them out), and a memory that keeps embeddings
@@ -128,6 +130,7 @@ class PairBatch:
     anchor_ids: Tensor
     keys: Tensor
     key_ids: Tensor
+    key_views: int = 1
 
 
 @dataclass
@@ -254,3 +257,16 @@ class Baseline(Protocol):
     def label(self, context: Any) -> str: ...
 
     def representation(self, context: Any) -> nn.Module: ...
+
+
+class Executor(Protocol):
+    """How a recipe's cells are run (in this process, worker processes, a Ray cluster).
+
+    `run(cells, context)` returns one `RunResult` per cell, in the cells' order, calling
+    `context.on_done(result)` as each finishes; `context` is a
+    `cmp.engine.executors.ExecutionContext`. Use `cmp.engine.executors.pending` to keep
+    cached cells in the driver and `run_cell_in_worker` to run a cell in another
+    process: resume, failure records and caching then behave as with every executor.
+    """
+
+    def run(self, cells: list[Any], context: Any) -> list[Any]: ...

@@ -106,6 +106,14 @@ class RegistrationSpecs:
         """
 
 
+    @hookspec
+    def cmp_register_executors(self, register: Register) -> None:
+        """Register executors: factory(*, params) -> Executor (see `cmp.api.contracts.Executor`).
+
+        An executor runs a recipe's cells: in this process, in worker processes, on a cluster.
+        """
+
+
 class LifecycleSpecs:
     """Events of a run, in order: start, (step end, epoch end, evaluation done)*, end."""
 

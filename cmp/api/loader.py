@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import importlib.util
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -35,11 +36,11 @@ from cmp.api.slots import SLOTS, hook_name
 from cmp.suggest import did_you_mean
 
 GROUP = "cmp"
-OWN_DISTRIBUTION = "cmp"
+OWN_DISTRIBUTION = "cmp-compare"
 BUILTINS_PACKAGE = "cmp_plugins"
 BUILTIN_PLUGINS = (
     "augmentations", "encoders", "heads", "targets", "momentum", "negatives", "queue", "losses",
-    "optimizers", "schedules", "methods", "datasets", "evaluators", "baselines", "tensorboard", "progress",
+    "optimizers", "schedules", "methods", "datasets", "evaluators", "baselines", "executors", "tensorboard", "progress",
 )
 """cmp's own plugin modules (in `plugins/`, installed as `cmp_plugins`), registered first."""
 ENV_DISABLE_AUTOLOAD = "CMP_DISABLE_PLUGIN_AUTOLOAD"
@@ -178,8 +179,35 @@ def _register(loaded: Plugins, plugin: Any, provider: Provider) -> None:
     try:
         loaded.manager.register(plugin, name=provider.plugin)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(_one_line(exc), where=f"plugin '{provider.plugin}'") from None
+        message = _argument_problem(loaded.manager, plugin) or _one_line(exc)
+        raise PluginError(message, where=f"plugin '{provider.plugin}'") from None
     loaded.providers[provider.plugin] = provider
+
+
+def _argument_problem(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """What pluggy refused in a hook implementation, in cmp's words: the hook, the
+    arguments it does not pass (with the closest it does), and the ones it passes."""
+    for name in dir(plugin):
+        caller = getattr(pm.hook, name, None) if name.startswith("cmp_") else None
+        spec = caller.spec if caller is not None else None
+        function = getattr(plugin, name, None)
+        if spec is None or not callable(function):
+            continue
+        try:
+            declared = [
+                p.name for p in inspect.signature(function).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+            ]
+        except (TypeError, ValueError):
+            continue
+        unknown = [a for a in declared if a not in spec.argnames]
+        if unknown:
+            hints = "".join(did_you_mean(a, spec.argnames) for a in unknown[:1])
+            return (
+                f"{name}() takes {', '.join(repr(a) for a in unknown)}, which the hook does not pass{hints}; "
+                f"it passes {', '.join(spec.argnames)} (an implementation takes any of them, by name)"
+            )
+    return None
 
 
 def _check_hook_names(pm: pluggy.PluginManager) -> None:

@@ -7,6 +7,11 @@ through `typing.Annotated` (the aliases below cover the usual ones), so a plugin
 parameters are validated exactly like the built-ins': unknown names, wrong types and
 out-of-range values fail before anything is built, with the recipe key path.
 
+Every number a recipe gives is checked beyond its type, wherever the int or float sits
+(bare, in an alias, in a list or tuple): a boolean is not a number (`epochs: true` is a
+mistake, not 1), a float must be finite (`lr: 1e309` is inf), and an int must lie within
++-`MAX_INT` (no size, count or seed is larger; an encoder width of 10^12 is a typo).
+
     def nt_xent(anchors, positives, negatives, *, temperature: Positive = 0.1): ...
 """
 
@@ -21,7 +26,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
 import pydantic
-from pydantic import AfterValidator, ConfigDict, create_model
+from pydantic import AfterValidator, AllowInfNan, BeforeValidator, ConfigDict, create_model
 
 from cmp.errors import PluginError
 from cmp.suggest import did_you_mean
@@ -33,17 +38,42 @@ def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
     return pair
 
 
-Positive = Annotated[float, at.Gt(0)]
+MAX_INT = 2**31 - 1
+"""The largest int a recipe may give (in magnitude): sizes, counts and seeds all fit."""
+
+
+def _not_bool(value: Any) -> Any:
+    """YAML's `true` is a bool, and pydantic would read it as 1: refuse it where a number belongs."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+def _bounded(value: int) -> int:
+    if abs(value) > MAX_INT:
+        raise ValueError(f"too large for any size, count or seed (at most +-{MAX_INT:,})")
+    return value
+
+
+_NUMBER = BeforeValidator(_not_bool)
+_FINITE = AllowInfNan(False)
+_BOUNDED = AfterValidator(_bounded)
+
+Int = Annotated[int, _NUMBER, _BOUNDED]
+"""An int that is no boolean and within +-`MAX_INT` (what every recipe int is checked as)."""
+Float = Annotated[float, _NUMBER, _FINITE]
+"""A finite float that is no boolean (what every recipe float is checked as)."""
+Positive = Annotated[Float, at.Gt(0)]
 """A float > 0 (temperatures, learning rates)."""
-PositiveInt = Annotated[int, at.Gt(0)]
+PositiveInt = Annotated[Int, at.Gt(0)]
 """An int > 0 (sizes, counts)."""
-NonNegative = Annotated[float, at.Ge(0)]
+NonNegative = Annotated[Float, at.Ge(0)]
 """A float >= 0 (weight decay, margins)."""
-NonNegativeInt = Annotated[int, at.Ge(0)]
+NonNegativeInt = Annotated[Int, at.Ge(0)]
 """An int >= 0 (warm-up epochs)."""
-Probability = Annotated[float, at.Ge(0), at.Le(1)]
+Probability = Annotated[Float, at.Ge(0), at.Le(1)]
 """A float in [0, 1]."""
-Fraction = Annotated[float, at.Gt(0), at.Le(1)]
+Fraction = Annotated[Float, at.Gt(0), at.Le(1)]
 """A float in (0, 1] (crop scales, momentum bases)."""
 FractionRange = Annotated[tuple[Fraction, Fraction], AfterValidator(_ordered)]
 """An ordered (low, high) pair inside (0, 1]."""
@@ -141,12 +171,15 @@ def schema_of(factory: Callable[..., Any], label: str) -> ParamSchema:
     for p in signature.parameters.values():
         if p.kind is inspect.Parameter.KEYWORD_ONLY:
             if p.name not in hints:
-                raise PluginError(f"parameter '{p.name}' of {label} has no type hint")
+                raise PluginError(
+                    f"parameter '{p.name}' of {label} has no type hint; recipe parameters are validated by "
+                    f"their hints (e.g. `{p.name}: float`, or an alias from cmp.api such as Positive)"
+                )
             params.append(Param(p.name, hints[p.name], p.default))
         elif p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
             context.append(p.name)
     fields: dict[str, Any] = {
-        p.name: (p.annotation, ... if p.required else p.default) for p in params
+        p.name: (checked_numbers(p.annotation), ... if p.required else p.default) for p in params
     }
     model = create_model(  # type: ignore[call-overload]
         f"Params[{label}]",
@@ -154,6 +187,31 @@ def schema_of(factory: Callable[..., Any], label: str) -> ParamSchema:
         **fields,
     )
     return ParamSchema(label, tuple(context), tuple(params), model)
+
+
+def checked_numbers(annotation: Any) -> Any:
+    """`annotation` with every bare `int` and `float` in it (inside unions, lists, tuples,
+    dicts, `Annotated`) replaced by `Int` / `Float`, so a third-party plugin's `width: int`
+    is checked like cmp's own `PositiveInt`."""
+    if annotation is int:
+        return Int
+    if annotation is float:
+        return Float
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin is Annotated:
+        base, *meta = args
+        if _NUMBER in meta:
+            return annotation
+        return Annotated[(checked_numbers(base), *meta)]  # type: ignore[return-value]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(checked_numbers(a) for a in args)]  # type: ignore[return-value]
+    if origin is None or origin is Literal or not args:
+        return annotation
+    try:
+        return origin[tuple(a if a is Ellipsis else checked_numbers(a) for a in args)]
+    except TypeError:  # a generic that cannot be subscripted again: validated as declared
+        return annotation
 
 
 _BOUNDS = {at.Gt: ">", at.Ge: ">=", at.Lt: "<", at.Le: "<="}

@@ -34,6 +34,11 @@ class Provider:
         dist = f"{self.distribution} {self.version}" if self.distribution else "unpackaged"
         return f"{dist} (plugin '{self.plugin}')"
 
+    def where(self) -> str:
+        """`plugin 'vicreg' (cmp-vicreg 0.1.0)`: where an error this plugin caused is."""
+        dist = f"{self.distribution} {self.version}".strip() if self.distribution else "unpackaged"
+        return f"plugin '{self.plugin}' ({dist})"
+
 
 @dataclass(frozen=True)
 class Component:
@@ -84,10 +89,13 @@ class Registry:
         label = f"{noun} '{name}'"
         if SLOTS[slot].kind == "preset" and not isinstance(factory, MethodPreset):
             raise PluginError(
-                f"{label} must be a cmp.api.MethodPreset, got {type(factory).__name__}",
-                where=f"plugin '{provider.plugin}'",
+                f"{label} must be a cmp.api.MethodPreset(parts, description), got {type(factory).__name__}",
+                where=provider.where(),
             )
-        schema = None if SLOTS[slot].kind == "preset" else schema_of(_callable(factory, label), label)
+        try:
+            schema = None if SLOTS[slot].kind == "preset" else schema_of(_callable(factory, label), label)
+        except PluginError as exc:  # name who registered it: the plugin and its distribution
+            raise PluginError(exc.message, where=provider.where()) from None
         component = Component(slot, name, factory, provider, schema, dict(meta))
         self._slots[slot][name] = component
         return component

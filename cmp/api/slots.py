@@ -84,6 +84,8 @@ SLOTS: dict[str, Slot] = {
         Slot("evaluators", "evaluator", "frozen features -> metrics", "factory", "eval.NAME"),
         Slot("baselines", "baseline", "a reference representation under the same protocol", "factory",
              "baselines"),
+        Slot("executors", "executor", "how cells run: this process, worker processes, a Ray cluster", "factory",
+             "executor (cmp run --executor)"),
     )
 }
 

@@ -33,17 +33,21 @@ from cmp.suggest import unknown_name
 CONFIG_FORMAT = 2
 """Version of the resolved configuration's shape; part of every cell's key."""
 
-_UNHASHED_TRAIN_KEYS = ("log_every", "threads")
+_UNHASHED_TRAIN_KEYS = ("log_every", "threads", "backend")
 
 
 @dataclass(frozen=True)
 class ResolvedChoice:
-    """A validated slot choice and the key path its name came from."""
+    """A validated slot choice, the key path its name came from, and where each parameter
+    the recipe layers set came from (`preset 'moco'.optimizer.params.lr_scaling` for one a
+    preset set and a later layer naming the same component kept): `cmp run --dry-run`
+    shows it."""
 
     slot: str
     name: str
     params: dict[str, Any]
     where: str
+    param_sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": _plain(self.params)}
@@ -154,6 +158,15 @@ def resolve(recipe: Recipe, registry: Registry) -> list[Cell]:
     return list(cells.values())
 
 
+def resolve_executor(recipe: Recipe, registry: Registry) -> ResolvedChoice:
+    """The recipe's executor, looked up and its parameters validated."""
+    choice = recipe.model.executor
+    if choice.name is None:  # parameters only (`--jobs 2`): of the default executor
+        choice = Choice(name="local", params=choice.params)
+    return _resolve_choice(recipe, registry, "executors", choice, "executor.name",
+                           {p: f"executor.params.{p}" for p in choice.params}, "executor.params")
+
+
 def _with_root_values(recipe: Recipe, root: dict[str, Any], where: str) -> Recipe:
     """The recipe with swept data/train/eval values written in, validated again."""
     if not root:
@@ -260,12 +273,15 @@ def _resolve_method(
                 layered[key] = None
                 continue
             previous = layered.get(key)
+            named = value.name is not None
             if value.name is None:
                 if previous is None:
                     raise _error(recipe, f"{prefix}.{key}", f"sets parameters, but no {SLOTS[PARTS[key].slot].noun} is chosen; add name:")
                 value = Choice(name=previous.choice.name, params=value.params)
             if previous is not None and previous.choice.name == value.name:
                 previous.choice = Choice(name=value.name, params={**previous.choice.params, **value.params})
+                if named:  # this layer named the component again: its name now comes from here
+                    previous.name_path = f"{prefix}.{key}.name"
                 previous.param_paths.update({p: f"{prefix}.{key}.params.{p}" for p in value.params})
             else:
                 layered[key] = _Layered(
@@ -302,7 +318,7 @@ def _resolve_choice(
 ) -> ResolvedChoice:
     component = registry.get(slot, choice.name, where=_where(recipe, name_path))
     params = _validate(recipe, component.schema, choice.params, param_paths, default_prefix)
-    return ResolvedChoice(slot, choice.name, params, name_path)
+    return ResolvedChoice(slot, choice.name, params, name_path, dict(param_paths))
 
 
 def _validate(
@@ -344,6 +360,54 @@ def _preset_parts(preset: Any, name: str, provider: Any) -> dict[str, Any]:
         loc, message = describe_validation_error(exc)
         raise PluginError(f"method preset '{name}': {'.'.join(loc)}: {message}", where=f"plugin '{provider.plugin}'") from None
     return _set_fields(spec)
+
+
+def resolved_values(cell: Cell) -> dict[str, tuple[Any, str | None]]:
+    """The cell's method as flat `key: (value, source)`: `optimizer` -> its name,
+    `optimizer.lr_scaling` -> a parameter with the layer that set it (None: the
+    component's default), `pairs` / `joint_forward` -> the step options."""
+    values: dict[str, tuple[Any, str | None]] = {}
+    for key, choice in cell.parts.items():
+        values[key] = ("none" if choice is None else choice.name, None if choice is None else choice.where)
+        for param, value in (choice.params if choice else {}).items():
+            values[f"{key}.{param}"] = (_plain(value), choice.param_sources.get(param) if choice else None)
+    for key, value in dataclasses.asdict(cell.step).items():
+        values[key] = (_plain(value), None)
+    return values
+
+
+def method_differences(cells: list[Cell]) -> list[dict[str, str]]:
+    """Per cell, `key -> value` of what a reader should see before training: the resolved
+    values in which the methods differ (not those a sweep varies within a method), and any
+    parameter kept from a preset although a later layer named the same component again
+    (MoCo's `lr_scaling: linear` under `defaults.optimizer: sgd`), marked `(preset 'moco')`."""
+    flat = [resolved_values(cell) for cell in cells]
+    keys = list(dict.fromkeys(k for values in flat for k in values))
+
+    def shown(values: dict[str, tuple[Any, str | None]], key: str) -> str:
+        return json.dumps(values.get(key, (None, None))[0], sort_keys=True)
+
+    by_method: dict[str, list[int]] = {}
+    for i, cell in enumerate(cells):
+        by_method.setdefault(cell.method, []).append(i)
+    swept = {k for k in keys if any(len({shown(flat[i], k) for i in idx}) > 1 for idx in by_method.values())}
+    differ = {k for k in keys if k not in swept and len({shown(v, k) for v in flat}) > 1}
+    rows = []
+    for cell, values in zip(cells, flat):
+        row = {}
+        for key in [k for k in keys if k in values]:
+            value, source = values[key]
+            kept = source is not None and source.startswith("preset ") and "." in key and not _from_preset(cell, key)
+            if key in differ or kept:
+                row[key] = _short(value) + (f" ({source.split('.', 1)[0]})" if kept and source else "")
+        rows.append(row)
+    return rows
+
+
+def _from_preset(cell: Cell, key: str) -> bool:
+    """Whether the component of a part key (`optimizer.lr` -> optimizer) was named by the preset itself."""
+    choice = cell.parts.get(key.split(".", 1)[0])
+    return choice is not None and choice.where.startswith("preset ")
 
 
 def _where(recipe: Recipe, path: str) -> str:

@@ -8,6 +8,7 @@ line naming the file and the key path (or the `--set` that caused it).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
@@ -16,9 +17,10 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from cmp.api.params import NonNegative, NonNegativeInt, Positive, PositiveInt, describe_validation_error
+from cmp.api.params import Int, NonNegative, NonNegativeInt, Positive, PositiveInt, describe_validation_error
 from cmp.api.slots import PARTS
 from cmp.errors import RecipeError
+from cmp.suggest import closest
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -73,7 +75,7 @@ class DataSection(_Strict):
     root: str | None = None
     subset: PositiveInt | None = None
     test_subset: PositiveInt | None = None
-    split_seed: int = 0
+    split_seed: Int = 0
     download: bool = True
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -83,7 +85,7 @@ class TrainSection(_Strict):
 
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 256
-    seed: int = 0
+    seed: Int = 0
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
@@ -93,6 +95,14 @@ class TrainSection(_Strict):
     checkpoint_minutes: Positive = 10.0
     collapse_std: NonNegative = 1e-4
     threads: PositiveInt | None = None
+    micro_batch: PositiveInt | None = None
+    """Gradient caching: a step's embeddings computed in chunks of this many images, the
+    loss over the whole batch, then the chunks again with its gradient (exact without
+    BatchNorm; see cmp.engine.grad_cache). None: the whole batch at once."""
+    sync_batchnorm: bool = False
+    """With several processes, BatchNorm statistics over the global batch (SyncBatchNorm)."""
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    """torch.distributed backend with several processes: auto is NCCL on GPUs, gloo on CPUs."""
 
     @field_validator("device")
     @classmethod
@@ -115,6 +125,8 @@ class RecipeModel(_Strict):
         default_factory=lambda: {"knn": {}, "linear": {}}
     )
     baselines: list[str] = Field(default_factory=lambda: ["raw_pixels", "random_init"])
+    executor: Choice = Field(default_factory=lambda: Choice(name="local"))
+    """How the cells run: `local` (this process, or `--jobs N` worker processes) or `ray`."""
     sweep: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None
 
     @field_validator("sweep")
@@ -139,16 +151,20 @@ class RecipeModel(_Strict):
 
 @dataclass(frozen=True)
 class Source:
-    """Where a recipe came from: its file and the `--set` overrides, for error messages."""
+    """Where a recipe came from: its file and the overrides, for error messages.
+
+    `overrides` maps each overridden key to what the user typed: `--set train.epochs=1`,
+    or a flag such as `--device cuda`.
+    """
 
     path: Path
     overrides: dict[str, str] = field(default_factory=dict)
 
     def where(self, key_path: str) -> str:
-        """`file: key.path`, or the `--set` that set this key (or one of its parents)."""
-        for key, text in self.overrides.items():
+        """`file: key.path`, or the `--set` (or flag) that set this key or one of its parents."""
+        for key, typed in self.overrides.items():
             if key_path == key or key_path.startswith(key + "."):
-                return f"--set {text}"
+                return typed
         return f"{self.path}: {key_path}" if key_path else str(self.path)
 
     def error(self, key_path: str, message: str) -> RecipeError:
@@ -168,7 +184,7 @@ class Recipe:
         return self.model.name or self.source.path.stem
 
 
-def parse_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str, typed: str | None = None) -> tuple[str, Any]:
     """`train.epochs=1` -> ("train.epochs", 1); the value is read as YAML."""
     key, sep, value = text.partition("=")
     key = key.strip()
@@ -177,7 +193,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         return key, yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
-        raise RecipeError(f"value is not valid YAML: {exc}", where=f"--set {text}") from None
+        raise RecipeError(f"value is not valid YAML: {exc}", where=typed or f"--set {text}") from None
 
 
 def apply_override(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
@@ -204,14 +220,11 @@ def apply_override(raw: dict[str, Any], key: str, value: Any, where: str) -> Non
 def read_yaml(path: Path) -> dict[str, Any]:
     """`yaml.safe_load` a mapping; errors name the file (and line)."""
     if not path.is_file():
-        raise RecipeError("recipe file not found", where=str(path))
+        raise RecipeError(f"recipe file not found{closest_file(path, [path.parent, Path('recipes')])}", where=str(path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"{line}not valid YAML: {problem}", where=str(path)) from None
+        raise RecipeError(yaml_problem(exc), where=str(path)) from None
     except UnicodeDecodeError:
         raise RecipeError("not a UTF-8 text file", where=str(path)) from None
     if not isinstance(data, dict):
@@ -219,15 +232,51 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, override and validate a recipe; `RecipeError` on any problem."""
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as `line N: not valid YAML: ...`, N the line where the problem starts.
+
+    An unclosed flow collection (`{...` or `[...`) or quoted string is noticed only at a
+    later line; the parser's context mark says where it was opened, and that is the
+    line to fix. Other errors (indentation, a stray `:`) are at the problem mark itself.
+    """
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    problem_mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None) or ""
+    context_mark = getattr(exc, "context_mark", None)
+    opened = context_mark is not None and any(word in context for word in ("flow", "quoted"))
+    if opened and problem_mark is not None and problem_mark.line != context_mark.line:
+        what = context.removeprefix("while parsing ").removeprefix("while scanning ")
+        return (f"line {context_mark.line + 1}: not valid YAML: {what} opened here is not closed "
+                f"({problem} on line {problem_mark.line + 1})")
+    mark = context_mark if opened else problem_mark
+    line = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"{line}not valid YAML: {problem}"
+
+
+def closest_file(path: Path, folders: list[Path]) -> str:
+    """` (did you mean 'recipes/x.yaml'?)` for the YAML file in `folders` named closest to `path`."""
+    files = {f.name: f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.y*ml"))}
+    name = closest(path.name, files)
+    return f" (did you mean '{files[name]}'?)" if name else ""
+
+
+Override = Union[str, tuple[str, str]]
+"""`KEY=VALUE` (a `--set`), or (`KEY=VALUE`, what the user typed) for a flag such as `--device cuda`."""
+
+
+def load_recipe(path: str | Path, overrides: Sequence[Override] = ()) -> Recipe:
+    """Read, override and validate a recipe; `RecipeError` on any problem.
+
+    Errors caused by an override name it as typed: `--set KEY=VALUE`, or the flag.
+    """
     path = Path(path)
     raw = read_yaml(path)
     set_keys: dict[str, str] = {}
-    for text in overrides:
-        key, value = parse_override(text)
-        apply_override(raw, key, value, f"--set {text}")
-        set_keys[key] = text
+    for override in overrides:
+        text, typed = (override, f"--set {override}") if isinstance(override, str) else override
+        key, value = parse_override(text, typed)
+        apply_override(raw, key, value, typed)
+        set_keys[key] = typed
     try:
         model = RecipeModel.model_validate(raw)
     except pydantic.ValidationError as exc:

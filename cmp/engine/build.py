@@ -20,6 +20,7 @@ from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS
 from cmp.config.cells import Cell, ResolvedChoice
 from cmp.errors import CmpError, PluginError
+from cmp.nn import world_size
 from cmp.engine.learner import Learner, OnlineNetwork, param_groups, view_pairs
 
 
@@ -133,6 +134,11 @@ def build_model(cell: Cell, registry: Registry, info: DataInfo, steps_per_epoch:
         context.online, built["predictor"], built["target"], built["negative_source"], built["loss"],
         pairs, cell.step.joint_forward,
     ).to(device)
+    if cell.train.sync_batchnorm and world_size() > 1:
+        if device.type != "cuda":
+            raise CmpError("SyncBatchNorm runs on CUDA GPUs only (PyTorch's DDP refuses it on the CPU)",
+                           where="train.sync_batchnorm")
+        learner = nn.SyncBatchNorm.convert_sync_batchnorm(learner)
     if cell.train.channels_last:
         learner.to(memory_format=torch.channels_last)
     if cell.train.compile:

@@ -61,7 +61,11 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         data.train_images.to(device), data.train_labels.to(device),
         data.test_images.to(device), data.test_labels.to(device), info.num_classes,
     )
+    processes = runner.processes
     generator = torch.Generator(device=device).manual_seed(train.seed)
+    augment_generator = None
+    if processes.distributed:  # one data order for all processes, its own augmentation stream each
+        augment_generator = torch.Generator(device=device).manual_seed(train.seed * 1_000_003 + processes.rank + 1)
     run.epochs, run.steps_per_epoch, run.total_steps = train.epochs, steps_per_epoch, steps_per_epoch * train.epochs
     eval_seconds = 0.0
 
@@ -72,7 +76,7 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         results = evaluate_representation(
             model.learner.encoder, model.augmentation.preprocess, splits, chosen,
             progress=lambda task: lambda done, total: runner.hooks.cmp_progress(run=run, task=task, done=done, total=total),
-            channels_last=train.channels_last,
+            channels_last=train.channels_last, processes=processes,
         )
         runner.hooks.cmp_evaluation_done(run=run, epoch=epoch, results=results)
         eval_seconds += time.perf_counter() - started
@@ -84,8 +88,9 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
             epochs=train.epochs, batch_size=train.batch_size, log_every=train.log_every,
             eval_every=train.eval_every, precision=train.precision, channels_last=train.channels_last,
             checkpoint_seconds=train.checkpoint_minutes * 60.0, collapse_std=train.collapse_std,
+            micro_batch=train.micro_batch,
         ),
-        run, runner.hooks, evaluate, run.dir / CHECKPOINT,
+        run, runner.hooks, evaluate, run.dir / CHECKPOINT, processes, augment_generator,
     )
     resumed_from = None
     if resume is not None:

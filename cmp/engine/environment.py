@@ -38,8 +38,8 @@ def device_name(device: torch.device) -> str:
     return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions and hardware, as result.json records them."""
+def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
+    """Versions and hardware, as result.json records them (`processes`: how many trained the run)."""
     return {
         "cmp": cmp.__version__,
         "python": sys.version.split()[0],
@@ -51,6 +51,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
+        "processes": processes,
     }
 
 

@@ -1,51 +1,83 @@
-"""Running a recipe's cells in order, or in parallel worker processes (`cmp run --jobs N`).
+"""Running a recipe's cells: the executor component and what every executor shares.
 
-Each worker process loads the plugins and the data itself and runs whole cells; torch's
-threads are divided between the workers so that N jobs do not oversubscribe the cores.
+How cells are run is a slot (`executors`): `local` runs them in this process or in
+worker processes of this machine (`--jobs N`), `ray` as tasks of a Ray cluster. Every
+executor gets the same `ExecutionContext`, and the semantics stay in the engine, not in
+the executor: cached cells never leave the driver (`pending`), a cell's run directory
+handles resume and failure (`run_cell_in_worker` calls the same `Runner.run_cell`), and
+`on_done` reports each cell as it finishes.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from cmp.api.contracts import Executor
 from cmp.api.loader import load_plugins
 from cmp.api.results import RunResult
 from cmp.config.cells import Cell
 from cmp.engine.runner import Runner
 
 
-def _run_in_worker(plugins: str | None, modules: Sequence[str], out_dir: Path, cell: Cell, threads: int) -> RunResult:
-    torch.set_num_threads(threads)
+@dataclass
+class ExecutionContext:
+    """What an executor is given besides the cells.
+
+    runner:  the driver's runner (run directories, cache, the plugins' hooks)
+    plugins: the third-party plugin selection (`--plugins`) other processes load
+    modules:  extra plugin modules (`-p`) other processes import
+    on_done: called in the driver with each result as its cell finishes
+    """
+
+    runner: Runner
+    plugins: str | None = None
+    modules: Sequence[str] = ()
+    on_done: Callable[[RunResult], None] = field(default=lambda result: None)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.runner.out_dir
+
+
+def pending(cells: Sequence[Cell], context: ExecutionContext) -> tuple[dict[int, RunResult], list[int]]:
+    """Cached results by cell index (reported at once), and the indices still to run."""
+    cached: dict[int, RunResult] = {}
+    todo: list[int] = []
+    for i, cell in enumerate(cells):
+        found = context.runner.run_dir(cell).cached()
+        if found is None:
+            todo.append(i)
+        else:
+            cached[i] = found
+            context.on_done(found)
+    return cached, todo
+
+
+def run_cell_in_worker(
+    plugins: str | None, modules: Sequence[str], out_dir: Path, cell: Cell, threads: int | None
+) -> RunResult:
+    """One cell in another process (a pool worker, a Ray task): its own plugins, data and runner."""
+    if threads:
+        torch.set_num_threads(threads)
     runner = Runner(load_plugins(plugins, modules), out_dir)
     return runner.run_cell(cell)
 
 
-def run_cells(
-    runner: Runner, cells: Sequence[Cell], jobs: int = 1,
-    plugins: str | None = None, modules: Sequence[str] = (),
-    on_done: Callable[[RunResult], None] | None = None,
-) -> list[RunResult]:
-    """Results in the order of `cells`; cached cells cost nothing, failed ones are recorded."""
-    if jobs <= 1 or len(cells) <= 1:
-        results = []
-        for cell in cells:
-            results.append(runner.run_cell(cell))
-            if on_done:
-                on_done(results[-1])
-        return results
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_run_in_worker, plugins, list(modules), runner.out_dir, cell, threads) for cell in cells]
-        results = []
-        for future in futures:
-            results.append(future.result())
-            if on_done:
-                on_done(results[-1])
+def run_in_order(cells: Sequence[Cell], context: ExecutionContext) -> list[RunResult]:
+    """Each cell in this process, one after another (also how every process of a
+    distributed run goes through a sweep)."""
+    results = []
+    for cell in cells:
+        results.append(context.runner.run_cell(cell))
+        context.on_done(results[-1])
     return results
+
+
+def run_cells(runner: Runner, cells: Sequence[Cell], executor: Executor | None = None, **context: object) -> list[RunResult]:
+    """Results in the order of `cells`, run by `executor` (in this process, in order, by default)."""
+    full = ExecutionContext(runner, **context)  # type: ignore[arg-type]
+    return run_in_order(cells, full) if executor is None else executor.run(list(cells), full)

@@ -60,6 +60,15 @@ class OnlineNetwork(nn.Module):
 
 
 @dataclass
+class Embeddings:
+    """The online network's outputs of one step: z per view it embeds, p per anchor view
+    (the predictor's output; `p is z` without a predictor)."""
+
+    z: dict[int, Tensor]
+    p: dict[int, Tensor]
+
+
+@dataclass
 class StepOutput:
     """The loss of one step and the embeddings it came from (None: not contrastive)."""
 
@@ -118,22 +127,44 @@ class Learner(nn.Module):
             out.update(zip(group, joined.split([inputs[v].shape[0] for v in group])))
         return out
 
-    def forward(self, views: Sequence[Tensor], ids: Tensor | None = None) -> StepOutput:
-        """The loss of one step; `ids` (N,) are the images' indices in the data set."""
-        if ids is None:
-            ids = torch.arange(views[0].shape[0], device=views[0].device)
+    def embed(self, views: Sequence[Tensor]) -> Embeddings:
+        """The online network's outputs z of the views it needs, and the predictor's p."""
         z = self._through(self.online, dict(enumerate(views)), self.online_views)
         p = self._through(self.predictor, z, self.anchor_views) if self.predictor is not None else z
-        targets = self.target.positives(views, self.positive_views, z)
+        return Embeddings(z, p)
+
+    def target_positives(self, views: Sequence[Tensor], online: dict[int, Tensor]) -> dict[int, Tensor]:
+        """The target branch's embedding of every positive view."""
+        return self.target.positives(views, self.positive_views, online)
+
+    def assemble(
+        self, views: Sequence[Tensor], ids: Tensor, embeddings: Embeddings, targets: dict[int, Tensor] | None = None,
+    ) -> StepOutput:
+        """Pairs, negatives and the loss from the step's embeddings (and positives, if given)."""
+        if targets is None:
+            targets = self.target_positives(views, embeddings.z)
         batch = PairBatch(
-            anchors=torch.cat([p[i] for i, _ in self.pairs]),
+            anchors=torch.cat([embeddings.p[i] for i, _ in self.pairs]),
             positives=torch.cat([targets[j] for _, j in self.pairs]),
             anchor_ids=ids.repeat(len(self.pairs)),
             keys=torch.cat([targets[v] for v in self.positive_views]),
             key_ids=ids.repeat(len(self.positive_views)),
+            key_views=len(self.positive_views),
         )
         loss = self.loss(batch.anchors, batch.positives, self.negative_source.negatives(batch))
         return StepOutput(loss, batch)
+
+    def forward(self, views: Sequence[Tensor], ids: Tensor | None = None, embed_only: bool = False) -> Any:
+        """The loss of one step (`StepOutput`); `ids` (N,) are the images' indices in the data set.
+
+        With `embed_only`, only the online embeddings (`Embeddings`): gradient caching
+        calls this through DistributedDataParallel for its chunked passes.
+        """
+        if embed_only:
+            return self.embed(views)
+        if ids is None:
+            ids = torch.arange(views[0].shape[0], device=views[0].device)
+        return self.assemble(views, ids, self.embed(views))
 
     @torch.no_grad()
     def after_step(self, batch: PairBatch | None, progress: float) -> None:

@@ -124,3 +124,37 @@ def older_results(recipe_dir: Path) -> int:
             continue
         count += fmt < RESULT_FORMAT
     return count
+
+
+def finished_results(recipe_dir: Path) -> list[RunResult]:
+    """Every finished (ok) result under a recipe's runs directory, whatever its configuration:
+    the timings a plan's estimate is made from."""
+    found = (read_result(path) for path in sorted(recipe_dir.glob(f"*/{RESULT}")))
+    return [r for r in found if r is not None and r.ok and r.train is not None and r.train.images_seen]
+
+
+def estimate_seconds(cell: Cell, train_images: int, timings: list[RunResult]) -> float | None:
+    """How long training and evaluating `cell` should take, judged from finished cells.
+
+    Training time per image seen (the median over cells of the same method where there
+    are any, else over all) times the images this cell will see, plus the rest of their
+    wall time (building, evaluation) scaled by the size of the training split. None when
+    nothing has finished yet.
+    """
+    same = [r for r in timings if r.method == cell.method] or timings
+    if not same:
+        return None
+    steps = train_images // cell.train.batch_size
+    seen = cell.train.epochs * steps * cell.train.batch_size
+    per_image = _median([r.train.train_time_s / r.train.images_seen for r in same if r.train and r.train.images_seen])
+    rest = _median([
+        max(0.0, r.wall_time_s - r.train.train_time_s) * train_images / (r.train_images or train_images)
+        for r in same if r.train
+    ])
+    return per_image * seen + rest
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

@@ -8,6 +8,7 @@ directory, train and evaluate (`cmp.engine.cell_run`), record the outcome as a
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from cmp.api.loader import Plugins
 from cmp.api.results import RunInfo, RunResult
 from cmp.config.cells import Cell
 from cmp.config.recipe import DataSection
+from cmp.distributed import SINGLE, Processes, broadcast, process_device
 from cmp.engine.build import resolve_device
 from cmp.engine.cell_run import train_and_evaluate
 from cmp.engine.data import load_data
@@ -29,12 +31,15 @@ from cmp.errors import CheckpointError, CmpError
 class Runner:
     """Runs cells into `out_dir`, loading each data set once per process."""
 
-    def __init__(self, plugins: Plugins, out_dir: Path, echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, plugins: Plugins, out_dir: Path, echo: Callable[[str], None] = print, processes: Processes = SINGLE,
+    ) -> None:
         self.plugins = plugins
         self.registry = plugins.registry
-        self.hooks = plugins.hook
+        self.processes = processes
+        self.hooks = plugins.hook if processes.is_main else SilentHooks()
         self.out_dir = out_dir
-        self.echo = echo
+        self.echo = echo if processes.is_main else _quiet
         self._data: dict[str, ImageData] = {}
 
     def data_for(self, data: DataSection) -> ImageData:
@@ -51,31 +56,48 @@ class Runner:
         return self.run_dir(cell).plan()
 
     def run_cell(self, cell: Cell, device_name: str | None = None) -> RunResult:
-        """Train and evaluate one cell (or return its cached result); never raises for a failed run."""
+        """Train and evaluate one cell (or return its cached result); never raises for a failed run.
+
+        With several processes every one trains the cell; the main one decides what is
+        cached, reads the checkpoint and writes the files.
+        """
         rundir = self.run_dir(cell)
-        cached = rundir.cached()
+        main = self.processes.is_main
+        cached = broadcast(rundir.cached() if main else None, self.processes)
         if cached is not None:
             return cached
-        rundir.prepare()
-        device = resolve_device(device_name or cell.train.device)
+        if main:
+            rundir.prepare()
+        device = process_device(self.processes, resolve_device(device_name or cell.train.device))
         config = cell.config()
         run = RunInfo(cell.name, cell.recipe, cell.method, cell.key(), rundir.path, config, device)
         started = time.perf_counter()
         fields: dict = {}
+        crash: Exception | None = None
         try:
-            fields = train_and_evaluate(self, cell, run, self._resume_state(rundir))
+            resume = broadcast(self._resume_state(rundir) if main else None, self.processes)
+            fields = train_and_evaluate(self, cell, run, resume)
             status, reason = "ok", None
         except CmpError as exc:
             status, reason = "failed", str(exc)
         except Exception as exc:  # a crash inside a component: recorded, the sweep goes on
-            path = rundir.write_error(traceback.format_exc())
-            status, reason = "failed", f"{type(exc).__name__}: {exc} (traceback in {path})"
+            crash = exc
+            if main:
+                where = f"traceback in {rundir.write_error(traceback.format_exc())}"
+            else:
+                where = f"on rank {self.processes.rank}"
+                print(f"cmp: rank {self.processes.rank}: {traceback.format_exc()}", file=sys.stderr)
+            status, reason = "failed", f"{type(exc).__name__}: {exc} ({where})"
         result = RunResult(
             recipe=cell.recipe, method=cell.method, cell=cell.name, key=cell.key(), sweep=config["sweep"],
             config=config, device=str(device), status=status, reason=reason,
-            wall_time_s=time.perf_counter() - started, environment=environment(device), **fields,
+            wall_time_s=time.perf_counter() - started, environment=environment(device, self.processes.world_size),
+            **fields,
         )
-        rundir.write_result(result)
+        if main:
+            rundir.write_result(result)
+        if crash is not None and self.processes.distributed:
+            raise crash  # one process alone crashed: the others would wait for it; the launcher stops them
         try:
             self.hooks.cmp_run_end(run=run, result=result)
         except Exception as exc:  # a lifecycle plugin must not lose a computed result
@@ -90,3 +112,15 @@ class Runner:
             moved = rundir.set_aside()
             self.echo(f"cmp: warning: {exc.message}; set it aside as {moved} and training from scratch")
             return None
+
+
+class SilentHooks:
+    """The hook relay of a process that is not the main one: every lifecycle call does
+    nothing, so there is one TensorBoard run and one progress display per run."""
+
+    def __getattr__(self, name: str) -> Callable[..., list]:
+        return lambda **kwargs: []
+
+
+def _quiet(message: str) -> None:
+    """Messages of processes other than the main one are not shown."""

@@ -22,10 +22,14 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from torch.nn.parallel import DistributedDataParallel
+
 from cmp.api.contracts import Augmentation
 from cmp.engine.checkpoint import save_checkpoint
+from cmp.engine.grad_cache import cached_step
+from cmp.distributed import SINGLE, Processes, all_gather_objects, broadcast, mean_across
 from cmp.engine.learner import StepOutput
-from cmp.errors import RunFailed
+from cmp.errors import CmpError, RunFailed
 
 
 class Objective(Protocol):
@@ -58,6 +62,7 @@ class TrainConfig:
     channels_last: bool = False
     checkpoint_seconds: float = 600.0
     collapse_std: float = 0.0
+    micro_batch: int | None = None
 
 
 @dataclass
@@ -105,7 +110,14 @@ class Trainer:
         hooks: Any,
         evaluate: Callable[[int], dict[str, float]] | None = None,
         checkpoint_path: Path | None = None,
+        processes: Processes = SINGLE,
+        augment_generator: torch.Generator | None = None,
     ) -> None:
+        if config.batch_size % processes.world_size:
+            raise CmpError(
+                f"batch size {config.batch_size} does not divide among {processes.world_size} processes",
+                where="train.batch_size",
+            )
         self.learner = learner
         self.augmentation = augmentation
         self.images = images
@@ -117,7 +129,14 @@ class Trainer:
         self.hooks = hooks
         self.evaluate = evaluate
         self.checkpoint_path = checkpoint_path
+        self.processes = processes
+        self.augment_generator = augment_generator or generator
         self.device = images.device
+        self.local_batch = config.batch_size // processes.world_size
+        self.forward: Any = learner
+        if processes.distributed and any(p.requires_grad for p in learner.parameters()):  # type: ignore[attr-defined]
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(learner, device_ids=ids)  # type: ignore[arg-type]
         self.steps_per_epoch = images.shape[0] // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs
         self.position = Position()
@@ -139,6 +158,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "world_size": self.processes.world_size,
             "position": {
                 "epoch": p.epoch, "step": p.step, "step_in_epoch": p.step_in_epoch,
                 "epoch_loss_sum": p.epoch_loss_sum, "train_seconds": p.train_seconds,
@@ -149,9 +169,24 @@ class Trainer:
             state["perm"] = p.perm.cpu()
         if torch.cuda.is_available() and self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.processes.distributed:  # each process's own random streams
+            state["rank_states"] = all_gather_objects(self._own_random_state(), self.processes)
         return state
 
+    def _own_random_state(self) -> dict[str, Tensor]:
+        own = {"augment": self.augment_generator.get_state(), "torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            own["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return own
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_by = int(state.get("world_size", 1))
+        if saved_by != self.processes.world_size:
+            raise CmpError(
+                f"the checkpoint was written by {saved_by} process(es); resume it with as many "
+                f"(cmp run --nproc {saved_by}), or delete it to start again",
+                where=str(self.checkpoint_path),
+            )
         self.learner.load_state_dict(state["learner"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.schedule is not None and state["schedule"]:
@@ -162,6 +197,12 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if "rank_states" in state:
+            own = state["rank_states"][self.processes.rank]
+            self.augment_generator.set_state(own["augment"])
+            torch.set_rng_state(own["torch_rng"])
+            if "cuda_rng" in own and self.device.type == "cuda":
+                torch.cuda.set_rng_state(own["cuda_rng"], self.device)
         pos = state["position"]
         self.position = Position(
             epoch=int(pos["epoch"]), step=int(pos["step"]), step_in_epoch=int(pos["step_in_epoch"]),
@@ -171,8 +212,11 @@ class Trainer:
         )
 
     def save(self, extra: dict[str, Any]) -> None:
+        """Checkpoint (every process takes part; the main one writes the file)."""
         if self.checkpoint_path is not None:
-            save_checkpoint(self.checkpoint_path, {**extra, **self.state_dict()})
+            state = self.state_dict()
+            if self.processes.is_main:
+                save_checkpoint(self.checkpoint_path, {**extra, **state})
 
     def _check(self, value: float, where: str) -> None:
         if not math.isfinite(value):
@@ -180,12 +224,17 @@ class Trainer:
 
     def _train_step(self, x: Tensor, ids: Tensor) -> tuple[Tensor, Any]:
         with self._autocast():
-            views = self.augmentation(x, self.generator)
+            views = self.augmentation(x, self.augment_generator)
             if self.config.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-            out = self.learner(views, ids)
+        micro = self.config.micro_batch
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(out.loss).backward()
+        if micro is not None and micro < x.shape[0]:
+            out = cached_step(self.learner, self.forward, views, ids, micro, self._autocast, self.scaler.scale)  # type: ignore[arg-type]
+        else:
+            with self._autocast():
+                out = self.forward(views, ids)
+            self.scaler.scale(out.loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.schedule is not None:
@@ -206,7 +255,7 @@ class Trainer:
             started = time.perf_counter()
             while p.step_in_epoch < self.steps_per_epoch:
                 i = p.step_in_epoch
-                ids = p.perm[i * bsz : (i + 1) * bsz]
+                ids = p.perm[i * bsz : (i + 1) * bsz][self._mine]
                 loss, batch = self._train_step(self.images[ids], ids)
                 p.step += 1
                 p.step_in_epoch += 1
@@ -214,13 +263,13 @@ class Trainer:
                 loss_sum += loss
                 if p.step % cfg.log_every == 0 or p.step_in_epoch == self.steps_per_epoch:
                     self._log(loss, batch, p)
-                if time.perf_counter() - last_save > cfg.checkpoint_seconds and p.step_in_epoch < self.steps_per_epoch:
+                if self._checkpoint_due(last_save, p) and p.step_in_epoch < self.steps_per_epoch:
                     p.train_seconds += time.perf_counter() - started
-                    p.epoch_loss_sum += loss_sum.item()
+                    p.epoch_loss_sum += mean_across(loss_sum, self.processes).item()
                     loss_sum.zero_()
                     self.save(extra)
                     started = last_save = time.perf_counter()
-            epoch_loss = (p.epoch_loss_sum + loss_sum.item()) / self.steps_per_epoch
+            epoch_loss = (p.epoch_loss_sum + mean_across(loss_sum, self.processes).item()) / self.steps_per_epoch
             p.train_seconds += time.perf_counter() - started
             self._check(epoch_loss, f"in epoch {p.epoch + 1}")
             p.loss_per_epoch.append(epoch_loss)
@@ -240,12 +289,29 @@ class Trainer:
             loss_per_epoch=list(p.loss_per_epoch), eval_history=list(p.eval_history),
         )
 
+    @property
+    def _mine(self) -> slice:
+        """This process's rows of each global batch."""
+        r, b = self.processes.rank, self.local_batch
+        return slice(r * b, (r + 1) * b)
+
+    def _checkpoint_due(self, last_save: float, p: Position) -> bool:
+        """Time for a mid-epoch checkpoint; with several processes, rank 0 decides at log steps."""
+        due = time.perf_counter() - last_save > self.config.checkpoint_seconds
+        if not self.processes.distributed:
+            return due
+        if p.step % self.config.log_every:
+            return False
+        return bool(broadcast(due, self.processes))
+
     def _log(self, loss: Tensor, batch: Any, p: Position) -> None:
-        value = loss.item()
+        value = mean_across(loss, self.processes).item()
         self._check(value, f"at step {p.step} (epoch {p.epoch + 1})")
         metrics = {"loss": value, "lr": float(self.optimizer.param_groups[0]["lr"]), **self.learner.stats()}
         if self.config.collapse_std > 0 and batch is not None:
-            std = torch.nn.functional.normalize(batch.anchors.detach().float(), dim=1).std(dim=0).mean().item()
+            std = mean_across(
+                torch.nn.functional.normalize(batch.anchors.detach().float(), dim=1).std(dim=0).mean(), self.processes
+            ).item()
             metrics["embedding_std"] = std
             if std < self.config.collapse_std:
                 raise RunFailed(

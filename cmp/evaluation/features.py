@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from cmp.api.contracts import Evaluator, Features
+from cmp.distributed import SINGLE, Processes, broadcast, gather_rows, shard
 
 Progress = Callable[[int, int], None]
 
@@ -54,10 +55,19 @@ def pixel_features(
     return Features(torch.cat(chunks), labels, num_classes)
 
 
-def run_evaluators(evaluators: Mapping[str, Evaluator], train: Features, test: Features) -> dict[str, float]:
-    """Every evaluator on the same features: {"knn_top1": ..., "linear_top1": ...}."""
+def run_evaluators(
+    evaluators: Mapping[str, Evaluator], train: Features, test: Features,
+    progress: Callable[[str], Progress] | None = None,
+) -> dict[str, float]:
+    """Every evaluator on the same features: {"knn_top1": ..., "linear_top1": ...}.
+
+    An evaluator with a `progress` attribute is handed a callback reporting as task
+    `eval/<name>` (the linear probe's iterations, kNN's blocks of test rows).
+    """
     results: dict[str, float] = {}
     for name, evaluator in evaluators.items():
+        if progress is not None and hasattr(evaluator, "progress"):
+            evaluator.progress = progress(f"eval/{name}")  # type: ignore[attr-defined]
         for metric, value in evaluator(train, test).items():
             results[f"{name}_{metric}"] = float(value)
     return results
@@ -81,13 +91,22 @@ def evaluate_representation(
     evaluators: Mapping[str, Evaluator],
     progress: Callable[[str], Progress] | None = None,
     channels_last: bool = False,
+    processes: Processes = SINGLE,
 ) -> dict[str, float]:
-    """Features of both splits once, then every evaluator on them."""
-    def report(task: str) -> Progress | None:
-        return progress(task) if progress is not None else None
+    """Features of both splits once, then every evaluator on them.
 
-    train = extract_features(encoder, preprocess, splits.train_images, splits.train_labels, splits.num_classes,
-                             progress=report("features/train"), channels_last=channels_last)
-    test = extract_features(encoder, preprocess, splits.test_images, splits.test_labels, splits.num_classes,
-                            progress=report("features/test"), channels_last=channels_last)
-    return run_evaluators(evaluators, train, test)
+    With several processes each extracts the features of its share of the images and
+    they are gathered, so evaluation is not N times slower; the main process runs the
+    evaluators and every process gets its metrics.
+    """
+    def features(images: Tensor, labels: Tensor, task: str) -> Features:
+        mine = shard(images.shape[0], processes)
+        x = extract_features(encoder, preprocess, images[mine], labels[mine], splits.num_classes,
+                             progress=progress(task) if progress is not None else None,
+                             channels_last=channels_last).x
+        return Features(gather_rows(x, processes), labels, splits.num_classes)
+
+    train = features(splits.train_images, splits.train_labels, "features/train")
+    test = features(splits.test_images, splits.test_labels, "features/test")
+    results = run_evaluators(evaluators, train, test, progress) if processes.is_main else None
+    return broadcast(results, processes)

@@ -334,3 +334,25 @@ def test_across_processes_gather_concatenates_in_rank_order_and_sums_the_gradien
         own = slice(process * ROWS, (process + 1) * ROWS)
         summed = sum(weights_of(p)[own] for p in range(WORLD))  # every process's loss, on this slice
         assert torch.equal(result["grad"], summed)
+
+
+def test_a_ring_buffer_of_another_width_is_refused_and_a_lazy_one_without_rows_stays_lazy() -> None:
+    saved = RingBuffer(4, 2)
+    saved.push(rows_from(0, 3, 2))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        RingBuffer(4, 3).load_state_dict(saved.state_dict())  # a width given is kept, not replaced
+    lazy = RingBuffer(4)
+    missing = lazy.load_state_dict({}, strict=False).missing_keys
+    assert sorted(missing) == ["entries", "filled", "pointer"] and lazy.entries.shape == (4, 0)
+    assert repr(lazy) == "RingBuffer(size=4, dim=None)" and repr(saved) == "RingBuffer(size=4, dim=2)"
+
+
+@pytest.mark.parametrize(("ranks", "groups"), [(1, 1), (3, 1), (2, 2), (3, 2), (2, 3)])
+def test_gathered_parts_are_laid_out_view_major_as_one_process_would_hold_them(ranks: int, groups: int) -> None:
+    from cmp.nn import _by_group
+
+    rows = 2  # rows per view on each rank
+    # rank r's x: `groups` views of `rows` rows each; a row is (rank, view, row) so it can be traced
+    parts = [torch.tensor([[r, g, i] for g in range(groups) for i in range(rows)]) for r in range(ranks)]
+    expected = [[r, g, i] for g in range(groups) for r in range(ranks) for i in range(rows)]
+    assert _by_group(parts, groups).tolist() == expected

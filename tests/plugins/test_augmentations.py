@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torchvision.transforms.v2.functional as TF
 
 from cmp.api.contracts import DataInfo
 from cmp_plugins.augmentations import ViewSpec, sample_view_params, simclr
@@ -49,10 +50,34 @@ def test_views_differ_are_normalised_and_repeat_with_the_seed() -> None:
     x = uint8_images(64, RGB32)
     v1, v2 = aug(x, torch.Generator().manual_seed(3))
     assert v1.shape == v2.shape == (64, 3, 32, 32) and v1.dtype == torch.float32
-    assert not torch.allclose(v1, v2)
+    # each view is `apply` with its own draw of parameters, view 1's first, from the one generator
+    g = torch.Generator().manual_seed(3)
+    draws = [sample_view_params(spec, 64, 32, 32, g, torch.device("cpu")) for spec in aug.specs]
+    for view, spec, p in zip((v1, v2), aug.specs, draws):
+        torch.testing.assert_close(view, aug.apply(x.float() / 255, spec, p), atol=1e-6, rtol=0)
+    assert not torch.equal(draws[0]["box"], draws[1]["box"])
+    assert ((v1 - v2).flatten(1).abs().amax(dim=1) > 0.1).all()  # every image gets two different views
     again = aug(x, torch.Generator().manual_seed(3))
     torch.testing.assert_close(again[0], v1)
-    assert -3 < v1.mean().item() < 3
+    # normalised with the data's mean and std: undone, every view is an image in [0, 1]
+    mean, std = torch.tensor(RGB32.mean).view(1, 3, 1, 1), torch.tensor(RGB32.std).view(1, 3, 1, 1)
+    for view in (v1, v2):
+        pixels = view * std + mean
+        assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+        assert pixels.min() < 0.05 and pixels.max() > 0.95  # the full range, not squeezed by wrong statistics
+
+
+def test_preprocess_is_the_resized_input_normalised_with_the_datas_statistics() -> None:
+    x = uint8_images(4, RGB32)
+    aug = simclr(RGB32)
+    mean, std = torch.tensor(RGB32.mean).view(1, 3, 1, 1), torch.tensor(RGB32.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(aug.preprocess(x), (x.float() / 255 - mean) / std, atol=1e-6, rtol=0)
+    small = simclr(RGB32, size=16)
+    want = torch.stack([
+        TF.normalize(TF.resize(img.float() / 255, [16, 16], antialias=True), list(RGB32.mean), list(RGB32.std))
+        for img in x
+    ])
+    torch.testing.assert_close(small.preprocess(x), want, atol=1e-5, rtol=0)
 
 
 def test_single_channel_data_gets_single_channel_views() -> None:

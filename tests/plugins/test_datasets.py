@@ -121,3 +121,30 @@ def test_subsets_are_fixed_and_bounded() -> None:
     assert torch.equal(a.train_labels, b.train_labels)
     with pytest.raises(DataError, match="asks for 99999 images"):
         take_subsets(data, 99999, None, seed=0)
+
+
+def test_a_failed_download_leaves_no_cache_folder_behind(
+    tmp_path: Path, no_system_copy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchvision
+
+    def half_done(root: str, train: bool = True, download: bool = False) -> None:
+        if download:
+            Path(root).mkdir(parents=True, exist_ok=True)
+            (Path(root) / "cifar-10-python.tar.gz.part").write_bytes(b"partial")
+        raise RuntimeError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", half_done)
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", half_done)
+    with pytest.raises(DataError, match="the download failed"):
+        datasets.cifar10(None, True, 0)
+    with pytest.raises(DataError, match="the download failed"):
+        fashion_mnist(None, True, 0)
+    assert not (tmp_path / "cache").exists()  # nor the cache root, which the download created
+
+    kept = tmp_path / "cache" / "cifar10"
+    kept.mkdir(parents=True)
+    (kept / "mine.txt").write_text("already here")
+    with pytest.raises(DataError):
+        datasets.cifar10(None, True, 0)
+    assert (kept / "mine.txt").read_text() == "already here"  # a folder that was there is not removed

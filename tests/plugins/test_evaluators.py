@@ -75,3 +75,62 @@ def test_linear_evaluator_separates_separable_classes() -> None:
     x, y = blobs(500, 16, 4, seed=4, spread=0.5)
     result = linear()(Features(x[:400], y[:400], 4), Features(x[400:], y[400:], 4))
     assert result["top1"] > 0.97
+
+
+def test_the_linear_probe_standardises_both_splits_with_the_training_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What reaches the fit: each training feature at mean 0 and (unbiased) std 1; what the
+    fitted model sees at test time: the test features shifted and scaled by the *training*
+    mean and std, computed here with numpy. Features of very different scales and offsets,
+    one of them constant in training (std 0: left at 0, not divided by 0)."""
+    import cmp_plugins.evaluators as evaluators
+
+    x, y = blobs(300, 5, 3, seed=6, spread=1.0)
+    scale = torch.tensor([0.01, 0.5, 3.0, 200.0, 1.0])
+    offset = torch.tensor([5.0, -40.0, 0.0, 1000.0, 0.0])
+    x = x * scale + offset
+    x[:, 4] = 7.0  # constant in training
+    train_x, test_x = x[:200].clone(), x[200:].clone()
+    test_x[:, 4] = 9.0
+    seen: dict[str, torch.Tensor] = {}
+    real_fit = evaluators.fit_linear
+
+    def recording_fit(inputs, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["train"] = inputs.clone()
+        model = real_fit(inputs, *args, **kwargs)
+
+        def record_test(module, args):  # type: ignore[no-untyped-def]
+            seen["test"] = args[0].clone()
+
+        model.register_forward_pre_hook(record_test)
+        return model
+
+    monkeypatch.setattr(evaluators, "fit_linear", recording_fit)
+    linear(weight_decay=1e-3, max_iter=50)(Features(train_x, y[:200], 3), Features(test_x, y[200:], 3))
+
+    tx = train_x.double().numpy()
+    mean, std = tx.mean(axis=0), np.maximum(tx.std(axis=0, ddof=1), 1e-6)
+    np.testing.assert_allclose(seen["train"].double().numpy(), (tx - mean) / std, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(seen["train"][:, :4].double().numpy().std(axis=0, ddof=1), np.ones(4), rtol=1e-4)
+    assert (seen["train"][:, 4] == 0).all()
+    expected_test = (test_x.double().numpy() - mean) / std
+    np.testing.assert_allclose(seen["test"][:, :4].double().numpy(), expected_test[:, :4], rtol=1e-4, atol=1e-3)
+    assert seen["test"].shape == test_x.shape
+
+
+def test_linear_probe_progress_counts_iterations_up_to_the_end() -> None:
+    x, y = blobs(300, 6, 3, seed=7, spread=1.5)
+    calls: list[tuple[int, int]] = []
+    probe = linear(max_iter=40)
+    probe.progress = lambda done, total: calls.append((done, total))
+    probe(Features(x[:200], y[:200], 3), Features(x[200:], y[200:], 3))
+    assert calls[0] == (0, 40) and calls[-1] == (40, 40)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and all(type(d) is int and 0 <= d <= 40 for d in done)
+    assert all(total == 40 for _, total in calls)
+    assert any(0 < d < 40 for d in done)  # the iterations are counted as they happen
+
+
+def test_evaluator_defaults_are_the_documented_protocol() -> None:
+    default_knn, default_linear = knn(), linear()
+    assert (default_knn.k, default_knn.temperature) == (200, 0.1)
+    assert (default_linear.weight_decay, default_linear.max_iter) == (1e-4, 1000)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchvision.transforms.v2.functional as TF
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cmp_plugins import image_ops as ops
 
@@ -95,3 +99,57 @@ def test_grayscale_solarize_and_single_channel_no_ops() -> None:
     assert ops.adjust_saturation(one, torch.tensor([0.1, 1.0, 2.0])) is one
     assert ops.adjust_hue(one, torch.tensor([0.3, 0.0, -0.3])) is one
     assert ops.to_grayscale_where(one, torch.tensor([True, True, True])) is one
+
+
+@st.composite
+def crop_settings(draw: st.DrawFn) -> tuple[int, int, tuple[float, float], tuple[float, float]]:
+    """An image size and `scale`, `ratio` ranges as the recipe's parameter types allow them."""
+    height, width = draw(st.integers(1, 64)), draw(st.integers(1, 64))
+    s = sorted(draw(st.lists(st.floats(0.01, 1.0), min_size=2, max_size=2)))
+    r = sorted(draw(st.lists(st.floats(0.2, 5.0), min_size=2, max_size=2)))
+    return height, width, (s[0], s[1]), (r[0], r[1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(crop_settings(), st.integers(1, 40), st.integers(0, 2**31 - 1))
+def test_any_crop_parameters_give_boxes_inside_the_image_within_the_ranges(
+    setting: tuple[int, int, tuple[float, float], tuple[float, float]], n: int, seed: int
+) -> None:
+    """Every box lies in the image with its aspect ratio in `ratio`; a drawn box has its
+    area fraction in `scale`, and a sample none of whose draws fits gets the fallback: the
+    whole image cut to the closest allowed ratio (torchvision's rule)."""
+    height, width, scale, ratio = setting
+    boxes = ops.sample_crop_boxes(n, height, width, scale, ratio, torch.Generator().manual_seed(seed), torch.device("cpu"))
+    assert boxes.shape == (n, 4) and boxes.dtype == torch.float32
+    eps = 1e-4  # float32 rounding of sqrt, exp and the products; boxes are not rounded to pixels
+    in_ratio = width / height
+    fallback_w = width if in_ratio <= ratio[1] else height * ratio[1]
+    fallback_h = height if in_ratio >= ratio[0] else width / ratio[0]
+    for top, left, h, w in boxes.tolist():
+        assert top >= 0 and left >= 0 and h > 0 and w > 0
+        assert top + h <= height * (1 + eps) and left + w <= width * (1 + eps)
+        assert ratio[0] * (1 - eps) <= w / h <= ratio[1] * (1 + eps)
+        drawn = scale[0] * (1 - eps) <= h * w / (height * width) <= scale[1] * (1 + eps)
+        fallback = math.isclose(w, fallback_w, rel_tol=eps) and math.isclose(h, fallback_h, rel_tol=eps)
+        assert drawn or fallback, (top, left, h, w)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 4), st.integers(1, 3), st.integers(2, 20), st.integers(2, 20), st.integers(1, 24),
+    st.integers(0, 2**31 - 1),
+)
+def test_a_resized_crop_of_any_box_has_the_requested_size_and_mirrors_exactly(
+    n: int, c: int, height: int, width: int, size: int, seed: int
+) -> None:
+    """(N, C, size, size) for any boxes inside the image; bilinear resampling keeps every
+    value within the image's range, and the flipped crop is the crop mirrored."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, c, height, width, generator=g)
+    boxes = ops.sample_crop_boxes(n, height, width, (0.05, 1.0), (0.5, 2.0), g, torch.device("cpu"))
+    plain = ops.resized_crop(x, boxes, torch.zeros(n, dtype=torch.bool), size)
+    flipped = ops.resized_crop(x, boxes, torch.ones(n, dtype=torch.bool), size)
+    assert plain.shape == flipped.shape == (n, c, size, size)
+    low, high = x.amin(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3))
+    assert (plain.amin(dim=(1, 2, 3)) >= low - 1e-6).all() and (plain.amax(dim=(1, 2, 3)) <= high + 1e-6).all()
+    torch.testing.assert_close(flipped, plain.flip(-1), atol=1e-5, rtol=0)

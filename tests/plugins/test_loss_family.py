@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cmp.api.contracts import Negatives, PairBatch
-from cmp_plugins.losses import cosine_regression, margin_triplet, nt_logistic, nt_xent
+from cmp_plugins.losses import cosine_regression, margin_triplet, negative_mask, nt_logistic, nt_xent, similarities
 from cmp_plugins.negatives import InBatchNegatives
 from cmp_plugins.queue import QueueNegatives
 from tests.plugins.test_losses import cosine
@@ -123,3 +123,40 @@ def test_aligned_views_cost_less_than_random_views(loss, source: str) -> None:  
     aligned = value(anchors + 0.01 * torch.randn(n, d, generator=g))
     random = value(torch.randn(n, d, generator=g))
     assert aligned < random
+
+
+def test_semi_hard_mining_on_a_hand_made_case() -> None:
+    """Anchors (1, 0) and 2-D rows whose cosines to them are exact: 0.6, 0.8, 0, -1.
+
+    Row 0: positive at 0.6; a negative *tied* with it is not below it, so the pick is the
+    one at 0. Row 1: positive at -1 and the -1 negative masked out: none below, so the
+    least similar valid one (0). Row 2: positive at 0.8: the pick is the tie of row 0 (0.6).
+    """
+    anchors = torch.tensor([[1.0, 0.0]] * 3, dtype=torch.float64)
+    positives = torch.tensor([[3.0, 4.0], [-2.0, 0.0], [4.0, 3.0]], dtype=torch.float64)
+    bank = torch.tensor([[3.0, 4.0], [4.0, 3.0], [0.0, 5.0], [-1.0, 0.0]], dtype=torch.float64)
+    valid = torch.tensor([[True] * 4, [True, True, True, False], [True] * 4])
+    pos, neg, _ = similarities(anchors, positives, Negatives(bank, valid))
+    assert pos.tolist() == [0.6, -1.0, 0.8] and neg[0].tolist() == [0.6, 0.8, 0.0, -1.0]
+    picked = negative_mask(neg, valid, pos, semi_hard=True)
+    assert picked.tolist() == [[c == k for c in range(4)] for k in (2, 2, 0)]
+    lists = (anchors.tolist(), positives.tolist(), bank.tolist(), valid.tolist())
+    assert [semi_hard_pick(lists[0][a], lists[1][a], lists[2], negatives_of(a, lists[2], lists[3])) for a in range(3)] == [[2], [2], [0]]
+    got = nt_logistic(anchors, positives, Negatives(bank, valid), temperature=0.2, semi_hard=True).item()
+    assert math.isclose(got, reference("nt_logistic", *lists, semi_hard=True), rel_tol=1e-12)
+    got = margin_triplet(anchors, positives, Negatives(bank, valid), margin=0.5, semi_hard=True).item()
+    assert math.isclose(got, reference("margin_triplet", *lists, semi_hard=True), rel_tol=1e-12)
+    assert negative_mask(neg, valid, pos, semi_hard=False).tolist() == valid.tolist()
+    assert negative_mask(neg, None, pos, semi_hard=False).all()
+
+
+def test_defaults_are_simclrs_and_no_negatives_leave_the_positive_term() -> None:
+    anchors, positives, bank, valid = random_case(5)
+    lists = (anchors.tolist(), positives.tolist(), bank.tolist(), valid.tolist())
+    negatives = Negatives(bank, valid)
+    assert math.isclose(nt_logistic(anchors, positives, negatives).item(), reference("nt_logistic", *lists, t=0.2), rel_tol=1e-9)
+    assert math.isclose(margin_triplet(anchors, positives, negatives).item(), reference("margin_triplet", *lists, m=0.5), rel_tol=1e-9)
+    zero = margin_triplet(anchors, positives, None)
+    assert zero.shape == () and zero.item() == 0.0
+    only_positive = sum(-log_sigmoid(cosine(u, v) / 0.2) for u, v in zip(lists[0], lists[1])) / len(lists[0])
+    assert math.isclose(nt_logistic(anchors, positives, None).item(), only_positive, rel_tol=1e-9)

@@ -13,7 +13,7 @@ from cmp.api.contracts import Encoder, Head, PairBatch
 from cmp.engine.learner import PAIRINGS, Learner, OnlineNetwork
 from cmp_plugins.heads import mlp
 from cmp_plugins.losses import cosine_regression, nt_xent
-from cmp_plugins.momentum import MomentumTarget, cosine_momentum
+from cmp_plugins.momentum import MomentumTarget, cosine_momentum, momentum
 from cmp_plugins.negatives import NoNegatives
 from cmp_plugins.queue import QueueNegatives
 
@@ -93,8 +93,17 @@ def test_shuffled_groups_keep_order_and_use_group_statistics() -> None:
     target.train()
     torch.manual_seed(1)
     grouped = target.embed(x)
-    whole = target.network(x)
-    assert not torch.allclose(grouped, whole)  # batch statistics of groups of 4, not of 16
+    # the reference, by hand: the permutation torch's RNG gives, cut in 4 groups of 4 rows,
+    # each group through the network alone (its own BatchNorm statistics), rows put back
+    torch.manual_seed(1)
+    permutation = torch.randperm(16)
+    expected = torch.empty_like(grouped)
+    with torch.no_grad():
+        for rows in permutation.chunk(4):
+            expected[rows] = target.network(x[rows])
+        unshuffled = torch.cat([target.network(rows) for rows in x.chunk(4)])
+    torch.testing.assert_close(grouped, expected, rtol=1e-5, atol=1e-6)
+    assert (grouped - unshuffled).abs().max() > 1e-2  # the groups are the shuffled ones, not x's own order
     torch.manual_seed(1)
     torch.testing.assert_close(target.embed(x), grouped)  # the shuffle follows torch's RNG
 
@@ -112,3 +121,15 @@ def test_symmetric_moco_pairs_both_views_and_enqueues_both_keys() -> None:
     torch.testing.assert_close(out.batch.positives, expected_positives)
     learner.after_step(out.batch, 0.0)
     assert queue.stats() == {"queue_fill": 16 / 64}
+
+
+def test_the_schedule_is_clamped_to_the_run_and_the_factory_passes_every_choice_on() -> None:
+    assert cosine_momentum(0.99, 1.5) == 1.0 and cosine_momentum(0.99, -0.5) == pytest.approx(0.99)
+    net = online()
+    default = momentum(net, 4)
+    assert (default.base, default.schedule, default.groups) == (0.99, "constant", 1)  # MoCo's m, no shuffle
+    assert default.stats() == {"momentum": 0.99}  # before the first update: the base value
+    chosen = momentum(net, 4, momentum=0.9, schedule="cosine", bn_shuffle_groups=3)
+    assert (chosen.base, chosen.schedule, chosen.groups) == (0.9, "cosine", 3)
+    chosen.update(net, 0.5, unused_batch())
+    assert chosen.stats() == {"momentum": pytest.approx(0.95)}

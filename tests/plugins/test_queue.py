@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cmp.api.contracts import PairBatch
-from cmp_plugins.queue import QueueNegatives
+from cmp_plugins.queue import QueueNegatives, queue
 
 
 def batch_of(keys: torch.Tensor) -> PairBatch:
@@ -76,3 +78,53 @@ def test_a_checkpoint_saved_before_the_ring_buffer_still_loads() -> None:
     assert torch.equal(restored.past_keys.entries, queue.past_keys.entries)
     assert int(restored.past_keys.pointer) == int(queue.past_keys.pointer) == 6
     assert restored.stats() == queue.stats() == {"queue_fill": 1.0}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=24),
+    batches=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=8),
+    dim=st.integers(min_value=1, max_value=3),
+)
+def test_the_queue_holds_exactly_the_last_size_keys_pushed(size: int, batches: list[int], dim: int) -> None:
+    """Any batch sizes and queue size: after every step the queue's negatives are the last
+    `size` keys of the stream (a plain list), laid out as slots written one key at a time
+    from the pointer (a batch larger than the queue writes only its last `size` keys)."""
+    queue = QueueNegatives(dim=dim, size=size)
+    generator = torch.Generator().manual_seed(size * 1000 + len(batches))
+    stream: list[list[float]] = []
+    slots: list[list[float]] = []
+    pointer = 0
+    for n in batches:
+        raw = torch.randn(n, dim, generator=generator) + 0.1  # no all-zero row
+        queue.update(batch_of(raw))
+        keys = F.normalize(raw, dim=1).tolist()
+        stream += keys
+        for key in keys[-size:]:
+            if len(slots) < size:
+                slots.append(key)
+            else:
+                slots[pointer] = key
+            pointer = (pointer + 1) % size
+        last = stream[-size:]
+        bank = queue.negatives(batch_of(raw[:1])).bank
+        assert sorted(map(tuple, bank.tolist())) == sorted(map(tuple, last))
+        assert bank.tolist() == slots
+        assert int(queue.past_keys.pointer) == pointer
+        assert int(queue.past_keys.filled) == len(last) == min(size, len(stream))
+        assert queue.stats() == {"queue_fill": len(last) / size}
+
+
+def test_the_factory_default_and_state_dicts_with_both_or_neither_layout() -> None:
+    assert queue(dim=8).size == 4096 and queue(dim=8, size=7).size == 7
+    saved = QueueNegatives(dim=3, size=4)
+    saved.update(batch_of(torch.randn(3, 3)))
+    state = saved.state_dict()
+    # both layouts present: the ring buffer's keys are the real ones, the legacy ones ignored
+    both = {**state, "keys": torch.zeros(4, 3), "pointer": torch.tensor(0), "filled": torch.tensor(0)}
+    restored = QueueNegatives(dim=3, size=4)
+    restored.load_state_dict(both, strict=False)
+    assert torch.equal(restored.past_keys.entries, saved.past_keys.entries) and restored.past_keys.count == 3
+    # neither: nothing to rename, the keys are reported missing
+    missing = QueueNegatives(dim=3, size=4).load_state_dict({}, strict=False).missing_keys
+    assert sorted(missing) == ["past_keys.entries", "past_keys.filled", "past_keys.pointer"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cmp.api import load_plugins
 from cmp.config.cells import resolve
-from cmp.api.loader import load_plugins
 from cmp.config.recipe import load_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipe.yaml"

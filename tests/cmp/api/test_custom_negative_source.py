@@ -40,6 +40,8 @@ methods:
   nnclr:
     preset: simclr
     target: {name: nn_shared, params: {size: 300}}
+  plain:
+    preset: simclr
 eval: {knn: {k: 20}}
 baselines: []
 """
@@ -184,13 +186,18 @@ def test_a_short_training_run_with_each_mechanism(tmp_path: Path) -> None:
     for path in (out / "support_sets").glob("*/result.json"):
         result = json.loads(path.read_text())
         results[result["method"]] = (result, path.parent / "checkpoint.pt")
-    assert set(results) == {"nn_negatives", "nnclr"}
+    assert set(results) == {"nn_negatives", "nnclr", "plain"}
     steps = 1437 // 64  # digits: 1 797 images, 80 % for training
+    plain = results["plain"][0]
+    assert plain["status"] == "ok", plain.get("reason")
     for method, slot in (("nn_negatives", "negative_source"), ("nnclr", "target")):
         result, checkpoint = results[method]
         assert result["status"] == "ok", result.get("reason")
         assert result["train"]["steps"] == steps
-        assert math.isfinite(result["train"]["final_loss"]) and result["train"]["final_loss"] > 0
+        assert math.isfinite(result["train"]["final_loss"])
+        # the same seed, data and network as the plain SimCLR cell: only the plugin's
+        # mechanism differs, and CPU runs are deterministic, so any difference is its doing
+        assert result["train"]["final_loss"] != plain["train"]["final_loss"]
         learner = load_checkpoint(checkpoint)["learner"]
         assert int(learner[f"{slot}.support.filled"]) == 300
         assert int(learner[f"{slot}.support.pointer"]) == steps * 2 * 64 % 300  # two key views per step

@@ -28,7 +28,7 @@ from cmp.api.registry import SLOTS
 def test_builtins_are_listed_in_code_and_belong_to_cmp() -> None:
     loaded = load_plugins(plugins="none")
     assert list(loaded.providers) == list(BUILTIN_PLUGINS)
-    assert {p.distribution for p in loaded.providers.values()} == {"cmp"}
+    assert {p.distribution for p in loaded.providers.values()} == {"cmp-compare"}
     assert "nt_xent" in loaded.registry.names("losses")
     for slot in SLOTS:
         assert loaded.registry.names(slot), f"no built-in {slot}"
@@ -77,7 +77,7 @@ def test_registering_a_builtin_name_again_is_an_error() -> None:
     def cmp_register_losses(register):  # type: ignore[no-untyped-def]
         register("nt_xent", lambda a, p, n: 0)
 
-    with pytest.raises(PluginError, match=r"loss 'nt_xent' is registered twice: by cmp .* and by unpackaged \(plugin 'clash'\)"):
+    with pytest.raises(PluginError, match=r"loss 'nt_xent' is registered twice: by cmp-compare .* and by unpackaged \(plugin 'clash'\)"):
         load_plugins(plugins="none", extra_objects=[("clash", types.SimpleNamespace(cmp_register_losses=cmp_register_losses))])
 
 
@@ -102,7 +102,11 @@ def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
     [
         ("cmp_register_loss(register)", "'cmp_register_loss' is not a cmp hook (did you mean 'cmp_register_losses'?)"),
         ("cmp_step_ends(run, step, metrics)", "'cmp_step_ends' is not a cmp hook (did you mean 'cmp_step_end'?)"),
-        ("cmp_step_end(run, step, metric)", "Argument(s) {'metric'} are declared in the hookimpl but can not be found in the hookspec"),
+        ("cmp_step_end(run, step, metric)",
+         "cmp_step_end() takes 'metric', which the hook does not pass (did you mean 'metrics'?); "
+         "it passes run, step, metrics"),
+        ("cmp_register_losses(registr)",
+         "cmp_register_losses() takes 'registr', which the hook does not pass (did you mean 'register'?)"),
     ],
 )
 def test_a_misspelt_hook_is_one_error_line_at_the_cli(
@@ -148,7 +152,7 @@ def test_loading_an_installed_plugin_again_with_dash_p_is_one_error_line(capsys:
     assert main(["-p", "cmp_plugins.losses", "plugins"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
-        "cmp: error: plugin 'cmp_plugins.losses': already loaded as cmp 0.1.0 (plugin 'losses'); "
+        "cmp: error: plugin 'cmp_plugins.losses': already loaded as cmp-compare 0.1.0 (plugin 'losses'); "
         "an installed plugin needs no -p"
     )
 
@@ -180,3 +184,41 @@ def test_a_source_checkout_without_installation_has_the_builtins() -> None:
     assert done.returncode == 0, done.stderr
     count, folder = done.stdout.split()
     assert int(count) >= 4 and Path(folder) == root / "plugins"
+
+
+def test_a_dict_registered_as_a_method_preset_is_one_error_line(
+    plugin_module: Callable[[str, str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = plugin_module(
+        "dict_preset",
+        """
+        def cmp_register_methods(register):
+            register("barlow", {"loss": "nt_xent"})
+        """,
+    )
+    assert main(["-p", name, "plugins", "--slot", "methods"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line == (
+        "cmp: error: plugin 'dict_preset' (unpackaged): method preset 'barlow' must be a "
+        "cmp.api.MethodPreset(parts, description), got dict"
+    )
+
+
+def test_a_parameter_without_a_type_hint_names_the_plugin(
+    plugin_module: Callable[[str, str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = plugin_module(
+        "untyped_param",
+        """
+        def barlow(anchors, positives, negatives, *, lambd=0.005):
+            return anchors.sum()
+
+        def cmp_register_losses(register):
+            register("barlow", barlow)
+        """,
+    )
+    assert main(["-p", name, "plugins"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("cmp: error: plugin 'untyped_param' (unpackaged): parameter 'lambd' of loss 'barlow' has no type hint")

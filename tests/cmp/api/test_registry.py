@@ -44,8 +44,9 @@ def test_bad_component_names_and_untyped_parameters_are_plugin_errors() -> None:
     def untyped(*, x=1):  # type: ignore[no-untyped-def]
         return x
 
-    with pytest.raises(PluginError, match="parameter 'x' of loss 'u' has no type hint"):
-        registry.add("losses", "u", untyped, A)
+    with pytest.raises(PluginError, match="parameter 'x' of loss 'u' has no type hint") as info:
+        registry.add("losses", "u", untyped, Provider("barlow", "cmp-barlow", "0.2.0"))
+    assert info.value.where == "plugin 'barlow' (cmp-barlow 0.2.0)"
 
 
 def test_schema_from_signature_validates_like_a_recipe() -> None:
@@ -66,3 +67,23 @@ def test_types_are_described_readably() -> None:
     assert describe_type(Positive) == "float > 0"
     assert describe_type(Positive | None) == "float > 0 | None"
     assert describe_type(tuple[int, ...]) == "tuple[int, ...]"
+
+
+def test_bare_int_and_float_parameters_are_checked_like_cmps_own() -> None:
+    def factory(*, width: int = 8, lr: float = 0.1, sizes: list[int] | None = None):  # type: ignore[no-untyped-def]
+        """A third-party factory with plain type hints."""
+
+    schema = Registry().add("evaluators", "plain", factory, A).schema
+    assert schema is not None
+    assert schema.validate({"width": 64, "lr": 1, "sizes": [1, 2]}) == {"width": 64, "lr": 1.0, "sizes": [1, 2]}
+    for values, loc, message in [
+        ({"width": True}, ("width",), "a boolean is not a number"),
+        ({"width": 10**12}, ("width",), "too large for any size, count or seed"),
+        ({"sizes": [4, 10**12]}, ("sizes", "1"), "too large"),
+        ({"lr": "1e309"}, ("lr",), "finite number"),
+        ({"lr": False}, ("lr",), "a boolean is not a number"),
+    ]:
+        with pytest.raises(ParamError) as info:
+            schema.validate(values)
+        assert info.value.loc == loc and message in info.value.message
+    assert [p.describe()["type"] for p in schema.params] == ["int", "float", "list[int] | None"]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from typing import Any
 
-from cmp.config.cells import resolve
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cmp.config.cells import method_differences, resolve
 from cmp.errors import RecipeError
 from cmp.config.recipe import load_recipe
 
@@ -73,3 +78,89 @@ def test_bad_sweeps_name_the_sweep_key(write_recipe, plugins, sweep: str, fragme
         cells_of(write_recipe, plugins, sweep)
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)
+
+
+KEY_RECIPE = """\
+name: keys
+data: {dataset: digits}
+train: {epochs: 2, batch_size: 32}
+defaults:
+  encoder: {name: convnet, params: {widths: [8, 16]}}
+methods:
+  moco: {preset: moco}
+eval: {knn: {k: 20}}
+baselines: []
+"""
+
+OVERRIDES: dict[str, tuple[tuple[str, ...], st.SearchStrategy[Any]]] = {
+    # recipe key: (where its resolved value is in Cell.config(), values to try)
+    "train.epochs": (("train", "epochs"), st.integers(1, 4)),
+    "train.batch_size": (("train", "batch_size"), st.sampled_from([16, 32, 64])),
+    "train.seed": (("train", "seed"), st.integers(0, 2)),
+    "train.precision": (("train", "precision"), st.sampled_from(["fp32", "bf16", "fp16"])),
+    "train.channels_last": (("train", "channels_last"), st.booleans()),
+    "train.eval_every": (("train", "eval_every"), st.integers(0, 2)),
+    "train.checkpoint_minutes": (("train", "checkpoint_minutes"), st.sampled_from([10, 10.0, 2.5])),
+    "train.collapse_std": (("train", "collapse_std"), st.sampled_from([1e-4, 0.0, 1e-3])),
+    "train.log_every": (("train", "log_every"), st.integers(1, 50)),
+    "train.threads": (("train", "threads"), st.one_of(st.none(), st.integers(1, 4))),
+    "data.subset": (("data", "subset"), st.one_of(st.none(), st.sampled_from([100, 500]))),
+    "data.split_seed": (("data", "split_seed"), st.integers(0, 2)),
+    "methods.moco.loss.params.temperature": (("parts", "loss", "params", "temperature"), st.sampled_from([0.2, 0.1, 0.5])),
+    "methods.moco.negative_source.params.size": (("parts", "negative_source", "params", "size"), st.sampled_from([4096, 256])),
+    "methods.moco.target.params.momentum": (("parts", "target", "params", "momentum"), st.sampled_from([0.99, 0.999])),
+    "methods.moco.target.params.bn_shuffle_groups": (("parts", "target", "params", "bn_shuffle_groups"), st.integers(1, 4)),
+    "defaults.encoder.params.widths": (("parts", "encoder", "params", "widths"), st.sampled_from([[8, 16], [8, 8], [4, 8, 16]])),
+    "defaults.optimizer.params.lr": (("parts", "optimizer", "params", "lr"), st.sampled_from([0.06, 0.1])),
+    "methods.moco.optimizer.params.nesterov": (("parts", "optimizer", "params", "nesterov"), st.booleans()),
+    "methods.moco.projection_head.params.out_dim": (("parts", "projection_head", "params", "out_dim"), st.sampled_from([128, 64])),
+    "eval.knn.k": (("eval", "knn", "params", "k"), st.sampled_from([20, 5])),
+    "eval.knn.temperature": (("eval", "knn", "params", "temperature"), st.sampled_from([0.1, 0.07])),
+    "methods.moco.pairs": (("step", "pairs"), st.sampled_from(["one_way", "symmetric"])),
+    "methods.moco.joint_forward": (("step", "joint_forward"), st.booleans()),
+}
+UNHASHED = {"train.log_every", "train.threads"}  # how a run is logged and threaded, not what it computes
+
+
+def resolved_at(config: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        config = config[part]
+    return config
+
+
+@st.composite
+def overrides(draw: st.DrawFn) -> dict[str, Any]:
+    keys = draw(st.lists(st.sampled_from(sorted(OVERRIDES)), min_size=1, max_size=3, unique=True))
+    return {key: draw(OVERRIDES[key][1]) for key in keys}
+
+
+@settings(max_examples=60, deadline=None)
+@given(overrides())
+def test_an_override_changes_the_cache_key_exactly_when_it_changes_a_resolved_value(
+    tmp_path_factory: pytest.TempPathFactory, plugins, chosen: dict[str, Any]  # type: ignore[no-untyped-def]
+) -> None:
+    path = tmp_path_factory.getbasetemp() / "cache_key_recipe.yaml"
+    path.write_text(KEY_RECIPE)
+    (base,) = resolve(load_recipe(path), plugins.registry)
+    (cell,) = resolve(load_recipe(path, [f"{k}={json.dumps(v)}" for k, v in chosen.items()]), plugins.registry)
+    before, after = base.config(), cell.config()
+    changed = False
+    for key, value in chosen.items():
+        where = OVERRIDES[key][0]
+        assert resolved_at(after, where) == value, key  # the override reached the resolved cell
+        changed |= key not in UNHASHED and resolved_at(before, where) != value
+    assert (cell.key() != base.key()) == changed, (chosen, {k: resolved_at(before, OVERRIDES[k][0]) for k in chosen})
+
+
+def test_method_differences_leave_out_swept_values_and_mark_what_a_preset_kept(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    cells = cells_of(write_recipe, plugins, "sweep: {train.seed: [0, 1], loss.params.temperature: [0.1, 0.2]}\n")
+    rows = {cell.name: row for cell, row in zip(cells, method_differences(cells))}
+    simclr = rows["simclr[train.seed=0,loss.params.temperature=0.1]"]
+    moco = rows["moco[train.seed=0,loss.params.temperature=0.1]"]
+    assert simclr["target"] == "shared" and moco["target"] == "momentum"
+    assert moco["optimizer.lr_scaling"] == "linear (preset 'moco')"  # `defaults.optimizer: sgd` named it again
+    assert "loss.temperature" not in moco  # swept: in the cell's name, not a difference of methods
+    moco_cell = next(c for c in cells if c.method == "moco")
+    optimizer = moco_cell.parts["optimizer"]
+    assert optimizer is not None and optimizer.where == "defaults.optimizer.name"
+    assert optimizer.param_sources["lr_scaling"] == "preset 'moco'.optimizer.params.lr_scaling"

@@ -41,7 +41,19 @@ BAD = [
     ("epochs: 1", "epochs: ten", [], ["train.epochs", "valid integer", "'ten'"]),
     ("{preset: simclr}", "{preset: simclr_v2}", [], ["methods.simclr.preset", "unknown method preset 'simclr_v2'", "did you mean 'simclr'"]),
     ("  simclr: {preset: simclr}\n", "  {}\n", [], ["methods", "names no method"]),
-    ("name: tiny", "name: [tiny", [], ["recipe.yaml", "line 2", "not valid YAML", "expected ',' or ']'"]),
+    ("name: tiny", "name: [tiny", [], ["recipe.yaml: line 1: not valid YAML: a flow sequence opened here is not closed",
+                                       "expected ',' or ']'", "on line 2"]),
+    ("{dataset: digits}", "{dataset: digits", [],
+     ["recipe.yaml: line 2: not valid YAML: a flow mapping opened here is not closed", "on line 3"]),
+    ("epochs: 1", "epochs: true", [], ["recipe.yaml: train.epochs: a boolean is not a number"]),
+    ("batch_size: 64", "batch_size: true", [], ["recipe.yaml: train.batch_size: a boolean is not a number"]),
+    ("{lr: 0.1}", "{lr: 1e309}", [], ["recipe.yaml: defaults.optimizer.params.lr: input should be a finite number"]),
+    ("{lr: 0.1}", "{lr: 1.0e+309}", [], ["recipe.yaml: defaults.optimizer.params.lr: input should be a finite number", "inf"]),
+    ("{lr: 0.1}", "{lr: 0.1, weight_decay: true}", [],
+     ["recipe.yaml: defaults.optimizer.params.weight_decay: a boolean is not a number"]),
+    ("widths: [8, 16]", "widths: [8, 1000000000000]", [],
+     ["recipe.yaml: defaults.encoder.params.widths.1: too large for any size, count or seed"]),
+    ("", "", ["train.checkpoint_minutes=.nan"], ["--set train.checkpoint_minutes=.nan: input should be a finite number"]),
     ("", "", ["train.device=gpu"], ["--set train.device=gpu", "auto, cpu, cuda"]),
     ("", "", ["train.epochs.x=1"], ["--set train.epochs.x=1", "inside train.epochs, which is a int"]),
     ("", "", ["train.epochs"], ["--set", "KEY=VALUE"]),
@@ -79,6 +91,23 @@ def test_bad_recipe_is_one_clear_line(
 def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(tmp_path / "nope.yaml")]) == 2
     assert "recipe file not found" in capsys.readouterr().err
+
+
+def test_a_missing_recipe_suggests_the_closest_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "simclr_vs_moco.yaml").write_text(GOOD)
+    (tmp_path / "recipes" / "byol.yaml").write_text(GOOD)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "recipes/simclr_vs_moc.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        "cmp: error: recipes/simclr_vs_moc.yaml: recipe file not found (did you mean 'recipes/simclr_vs_moco.yaml'?)\n"
+    )
+    assert main(["run", "simclr_vs_moco.yml"]) == 2  # not in the current folder: recipes/ is looked at too
+    assert "(did you mean 'recipes/simclr_vs_moco.yaml'?)" in capsys.readouterr().err
+    assert main(["run", "recipes/something_else.yaml"]) == 2
+    assert "did you mean" not in capsys.readouterr().err
 
 
 def test_not_a_mapping(write_recipe) -> None:  # type: ignore[no-untyped-def]

@@ -18,8 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cmp.api.contracts import Negatives
-from cmp.api.params import NonNegative, Positive
+from cmp.api import Negatives, NonNegative, Positive
 
 
 def invariance(z_a: Tensor, z_b: Tensor) -> Tensor:

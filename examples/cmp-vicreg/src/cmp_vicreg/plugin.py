@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from cmp import hookimpl
-from cmp.api.contracts import MethodPreset
-from cmp.api.hookspecs import Register
+from cmp.api import MethodPreset, Register, hookimpl
 from cmp_vicreg.loss import vicreg
 
 VICREG = MethodPreset(

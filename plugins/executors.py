@@ -1,0 +1,162 @@
+"""Executors: how a recipe's cells are run.
+
+`local`: in this process, or in `jobs` worker processes of this machine (torch's threads
+divided between them). `ray`: each uncached cell is a Ray task with its own CPUs and
+GPUs, on a running cluster (`address`) or a local one started for the run; the runs
+directory must be on storage every node sees. Both leave caching, resume and failure
+records to the engine (`cmp.engine.executors`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Annotated, Any
+
+import annotated_types as at
+
+from cmp import hookimpl
+from cmp.api.hookspecs import Register
+from cmp.api.params import PositiveInt
+from cmp.api.results import RunResult
+from cmp.config.cells import Cell
+from cmp.engine.executors import ExecutionContext, pending, run_cell_in_worker, run_in_order
+from cmp.errors import CmpError
+
+NonNegativeFloat = Annotated[float, at.Ge(0)]
+PositiveFloat = Annotated[float, at.Gt(0)]
+
+RAY_MISSING = "the ray executor needs Ray, which is not installed: pip install 'cmp-compare[ray]'"
+
+
+class LocalExecutor:
+    """Cells in this process, or `jobs` at a time in worker processes of this machine."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+
+    def run(self, cells: list[Cell], context: ExecutionContext) -> list[RunResult]:
+        if self.jobs <= 1 or len(cells) <= 1:
+            return run_in_order(cells, context)
+        done, todo = pending(cells, context)
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=spawn) as pool:
+            futures = {
+                i: pool.submit(run_cell_in_worker, context.plugins, list(context.modules), context.out_dir, cells[i], threads)
+                for i in todo
+            }
+            for i, future in futures.items():
+                done[i] = future.result()
+                context.on_done(done[i])
+        return [done[i] for i in range(len(cells))]
+
+
+class RayExecutor:
+    """Each uncached cell as a Ray task asking for `cpus_per_cell` CPUs and `gpus_per_cell` GPUs."""
+
+    def __init__(self, address: str | None, cpus_per_cell: float, gpus_per_cell: float) -> None:
+        self.address = address
+        self.cpus = cpus_per_cell
+        self.gpus = gpus_per_cell
+
+    def run(self, cells: list[Cell], context: ExecutionContext) -> list[RunResult]:
+        done, todo = pending(cells, context)
+        if not todo:
+            return [done[i] for i in range(len(cells))]
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            self._connect(ray)
+        try:
+            done.update(self._run_tasks(ray, cells, todo, context))
+        finally:
+            if started_here:
+                ray.shutdown()
+        return [done[i] for i in range(len(cells))]
+
+    def _connect(self, ray: Any) -> None:
+        try:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR", configure_logging=True)
+        except Exception as exc:  # no cluster at the address, a version mismatch...
+            where = f"--address {self.address}" if self.address else "--executor ray"
+            raise CmpError(f"cannot start or reach a Ray cluster: {type(exc).__name__}: {exc}".splitlines()[0], where=where) from None
+
+    def _run_tasks(self, ray: Any, cells: list[Cell], todo: list[int], context: ExecutionContext) -> dict[int, RunResult]:
+        marker = context.out_dir / f".cmp-driver-{uuid.uuid4().hex}"
+        context.out_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text("written by the cmp driver; a worker that cannot read it cannot see the runs directory\n")
+        task = ray.remote(_ray_task).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
+        threads = max(1, int(self.cpus))
+        refs = {
+            task.remote(context.plugins, list(context.modules), str(context.out_dir), cells[i], threads, str(marker)): i
+            for i in todo
+        }
+        results: dict[int, RunResult] = {}
+        try:
+            waiting = list(refs)
+            while waiting:
+                ready, waiting = ray.wait(waiting, num_returns=1)
+                i = refs[ready[0]]
+                results[i] = self._outcome(ray, ready[0], cells[i], context)
+                context.on_done(results[i])
+        except KeyboardInterrupt:
+            for ref in refs:
+                if refs[ref] not in results:
+                    ray.cancel(ref, force=True)
+            raise
+        finally:
+            marker.unlink(missing_ok=True)
+        return results
+
+    def _outcome(self, ray: Any, ref: Any, cell: Cell, context: ExecutionContext) -> RunResult:
+        """The task's result; a task that died or could not run becomes a failed result."""
+        try:
+            return ray.get(ref)
+        except Exception as exc:
+            cause = getattr(exc, "cause", None) or exc
+            reason = cause.message if isinstance(cause, CmpError) else f"the Ray task failed: {type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
+            result = RunResult(recipe=cell.recipe, method=cell.method, cell=cell.name, key=cell.key(),
+                               sweep=cell.config()["sweep"], config=cell.config(), status="failed", reason=reason)
+            rundir = context.runner.run_dir(cell)
+            rundir.path.mkdir(parents=True, exist_ok=True)
+            rundir.write_result(result)
+            return result
+
+
+def _ray_task(plugins: str | None, modules: list[str], out_dir: str, cell: Cell, threads: int, marker: str) -> RunResult:
+    """A cell on a Ray worker, after checking that the runs directory is the driver's."""
+    if not Path(marker).is_file():
+        import socket
+
+        raise CmpError(
+            f"the runs directory {out_dir} is not visible on node {socket.gethostname()}: "
+            "put it on storage every node sees (a shared file system)",
+            where="--out",
+        )
+    return run_cell_in_worker(plugins, modules, Path(out_dir), cell, threads)
+
+
+def local(*, jobs: PositiveInt = 1) -> LocalExecutor:
+    """Cells in this process, or `jobs` at a time in worker processes of this machine."""
+    return LocalExecutor(jobs)
+
+
+def ray(*, address: str | None = None, cpus_per_cell: PositiveFloat = 1.0, gpus_per_cell: NonNegativeFloat = 0.0) -> RayExecutor:
+    """Cells as Ray tasks on a cluster (`address`, e.g. ray://HOST:10001 or auto) or a local one."""
+    try:
+        import ray as _  # noqa: F401  (installed? say so now, before any work)
+    except ImportError:
+        raise CmpError(RAY_MISSING, where="--executor ray") from None
+    return RayExecutor(address, cpus_per_cell, gpus_per_cell)
+
+
+@hookimpl
+def cmp_register_executors(register: Register) -> None:
+    register("local", local)
+    register("ray", ray)
