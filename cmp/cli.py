@@ -151,7 +151,7 @@ def _flag_overrides(args: argparse.Namespace) -> list[Override]:
 
 
 def run_command(plugins: Plugins, args: argparse.Namespace) -> int:
-    overrides: list[Override] = [*args.overrides, *_flag_overrides(args)]
+    overrides: list[Override] = [*_flag_overrides(args), *args.overrides]  # --set is the more specific
     if args.jobs < 1:
         raise CmpError("must be at least 1", where=f"--jobs {args.jobs}")
     if args.nproc < 1:

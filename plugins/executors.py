@@ -23,7 +23,7 @@ from cmp.api.hookspecs import Register
 from cmp.api.params import PositiveInt
 from cmp.api.results import RunResult
 from cmp.config.cells import Cell
-from cmp.engine.executors import ExecutionContext, pending, run_cell_in_worker, run_in_order
+from cmp.engine.executors import ExecutionContext, pending, run_cell_in_worker, run_cell_on_processes, run_in_order
 from cmp.errors import CmpError
 
 NonNegativeFloat = Annotated[float, at.Ge(0)]
@@ -58,10 +58,11 @@ class LocalExecutor:
 class RayExecutor:
     """Each uncached cell as a Ray task asking for `cpus_per_cell` CPUs and `gpus_per_cell` GPUs."""
 
-    def __init__(self, address: str | None, cpus_per_cell: float, gpus_per_cell: float) -> None:
+    def __init__(self, address: str | None, cpus_per_cell: float, gpus_per_cell: float, processes_per_cell: int | None) -> None:
         self.address = address
         self.cpus = cpus_per_cell
         self.gpus = gpus_per_cell
+        self.processes = processes_per_cell or (int(gpus_per_cell) if gpus_per_cell >= 2 else 1)
 
     def run(self, cells: list[Cell], context: ExecutionContext) -> list[RunResult]:
         done, todo = pending(cells, context)
@@ -92,9 +93,10 @@ class RayExecutor:
         context.out_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text("written by the cmp driver; a worker that cannot read it cannot see the runs directory\n")
         task = ray.remote(_ray_task).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
-        threads = max(1, int(self.cpus))
+        threads = max(1, int(self.cpus) // self.processes)
         refs = {
-            task.remote(context.plugins, list(context.modules), str(context.out_dir), cells[i], threads, str(marker)): i
+            task.remote(context.plugins, list(context.modules), str(context.out_dir), cells[i], threads, str(marker),
+                        self.processes): i
             for i in todo
         }
         results: dict[int, RunResult] = {}
@@ -129,8 +131,11 @@ class RayExecutor:
             return result
 
 
-def _ray_task(plugins: str | None, modules: list[str], out_dir: str, cell: Cell, threads: int, marker: str) -> RunResult:
-    """A cell on a Ray worker, after checking that the runs directory is the driver's."""
+def _ray_task(
+    plugins: str | None, modules: list[str], out_dir: str, cell: Cell, threads: int, marker: str, processes: int,
+) -> RunResult:
+    """A cell on a Ray worker (on `processes` processes, one per GPU it was given, when
+    more than one), after checking that the runs directory is the driver's."""
     if not Path(marker).is_file():
         import socket
 
@@ -139,7 +144,7 @@ def _ray_task(plugins: str | None, modules: list[str], out_dir: str, cell: Cell,
             "put it on storage every node sees (a shared file system)",
             where="--out",
         )
-    return run_cell_in_worker(plugins, modules, Path(out_dir), cell, threads)
+    return run_cell_on_processes(plugins, modules, Path(out_dir), cell, processes, threads)
 
 
 def local(*, jobs: PositiveInt = 1) -> LocalExecutor:
@@ -147,13 +152,19 @@ def local(*, jobs: PositiveInt = 1) -> LocalExecutor:
     return LocalExecutor(jobs)
 
 
-def ray(*, address: str | None = None, cpus_per_cell: PositiveFloat = 1.0, gpus_per_cell: NonNegativeFloat = 0.0) -> RayExecutor:
-    """Cells as Ray tasks on a cluster (`address`, e.g. ray://HOST:10001 or auto) or a local one."""
+def ray(
+    *, address: str | None = None, cpus_per_cell: PositiveFloat = 1.0, gpus_per_cell: NonNegativeFloat = 0.0,
+    processes_per_cell: PositiveInt | None = None,
+) -> RayExecutor:
+    """Cells as Ray tasks on a cluster (`address`, e.g. ray://HOST:10001 or auto) or a local one.
+
+    A cell given several GPUs trains on one process per GPU with DDP (`processes_per_cell`
+    defaults to the GPU count; set it to train a cell on several CPU processes)."""
     try:
         import ray as _  # noqa: F401  (installed? say so now, before any work)
     except ImportError:
         raise CmpError(RAY_MISSING, where="--executor ray") from None
-    return RayExecutor(address, cpus_per_cell, gpus_per_cell)
+    return RayExecutor(address, cpus_per_cell, gpus_per_cell, processes_per_cell)
 
 
 @hookimpl

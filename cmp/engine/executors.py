@@ -10,16 +10,21 @@ handles resume and failure (`run_cell_in_worker` calls the same `Runner.run_cell
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.multiprocessing as mp
 
 from cmp.api.contracts import Executor
 from cmp.api.loader import load_plugins
 from cmp.api.results import RunResult
 from cmp.config.cells import Cell
+from cmp.distributed import finish_processes, init_processes
+from cmp.engine.rundir import RunDirectory, read_result
 from cmp.engine.runner import Runner
 
 
@@ -65,6 +70,44 @@ def run_cell_in_worker(
         torch.set_num_threads(threads)
     runner = Runner(load_plugins(plugins, modules), out_dir)
     return runner.run_cell(cell)
+
+
+def run_cell_on_processes(
+    plugins: str | None, modules: Sequence[str], out_dir: Path, cell: Cell, processes: int, threads: int | None
+) -> RunResult:
+    """One cell trained by `processes` processes of this machine together (DDP), as
+    `cmp run --nproc` does: what a Ray task asking for several GPUs runs."""
+    if processes <= 1:
+        return run_cell_in_worker(plugins, modules, out_dir, cell, threads)
+    mp.start_processes(
+        _cell_process, args=(processes, _free_port(), plugins, list(modules), out_dir, cell, threads),
+        nprocs=processes, start_method="spawn",
+    )
+    result = read_result(RunDirectory(out_dir, cell).result_path)  # written by process 0
+    if result is None:
+        raise RuntimeError(f"the {processes} processes of cell {cell.name} ended without a result")
+    return result
+
+
+def _cell_process(
+    rank: int, world: int, port: int, plugins: str | None, modules: list[str], out_dir: Path, cell: Cell,
+    threads: int | None,
+) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    if threads:
+        torch.set_num_threads(threads)
+    processes = init_processes(cell.train.device, cell.train.backend)
+    try:
+        Runner(load_plugins(plugins, modules), out_dir, processes=processes).run_cell(cell)
+    finally:
+        finish_processes()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def run_in_order(cells: Sequence[Cell], context: ExecutionContext) -> list[RunResult]:

@@ -160,3 +160,41 @@ def test_without_ray_the_executor_is_one_line_saying_how_to_install_it(tmp_path:
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line == "cmp: error: --executor ray: the ray executor needs Ray, which is not installed: pip install 'cmp-compare[ray]'"
+
+
+def test_a_cell_given_two_processes_trains_with_ddp_inside_its_ray_task(tmp_path: Path) -> None:
+    recipe = tmp_path / "sweep.yaml"
+    recipe.write_text(SWEEP.replace("sweep: {train.seed: [0, 1]}\n", "").replace(
+        "  moco: {preset: moco, negative_source: {name: queue, params: {size: 128}}}\n", ""))
+    args = ["run", str(recipe), "--out", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports"),
+            "--executor", "ray", "--cpus-per-cell", "2", "--set", "executor.params.processes_per_cell=2"]
+    assert main(args) == 0
+    (result,) = results(tmp_path / "runs").values()
+    assert result.ok and result.environment["processes"] == 2
+    assert result.train is not None and result.train.steps == 2 * (384 // 64)
+
+
+def test_ctrl_c_on_the_driver_cancels_the_cells_and_keeps_the_finished_ones(tmp_path: Path) -> None:
+    recipe = tmp_path / "sweep.yaml"
+    recipe.write_text(SWEEP.replace("sweep: {train.seed: [0, 1]}", "sweep: {train.seed: [0, 1, 2, 3]}").replace(
+        "  moco: {preset: moco, negative_source: {name: queue, params: {size: 128}}}\n", ""))
+    out = tmp_path / "runs"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "cmp", "run", str(recipe), "--out", str(out), "--reports", str(tmp_path / "reports"), "--executor", "ray"],
+        env={**os.environ, "CMP_PROGRESS": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and driver.poll() is None and not list(out.glob("sweep/*/result.json")):
+            time.sleep(0.1)
+        assert driver.poll() is None, "the sweep finished before it could be interrupted"
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, err
+    assert "interrupted; finished cells are kept" in err
+    finished = results(out)
+    assert finished and all(r.ok for r in finished.values())
+    assert len(finished) < 4

@@ -202,3 +202,30 @@ def test_precision_and_layout_paths_train_on_the_cpu(tmp_path: Path, precision: 
     assert all(0 < loss < 10 for loss in cell.train.loss_per_epoch)
     (baseline,) = (tmp_path / "runs" / "baselines").glob("supervised-*.json")
     assert BaselineResult.from_json(baseline.read_text()).ok
+
+
+def test_the_loss_ablations_two_methods_share_one_supervised_baseline_per_seed() -> None:
+    """SimCLR resolves `lr_scaling: none`, MoCo's preset `linear`: at batch 256 both build
+    SGD with lr 0.5, so they share the baseline (the committed report once counted it twice)."""
+    from collections import defaultdict
+
+    from cmp.api.loader import load_plugins
+    from cmp.config.cells import resolve
+    from cmp.config.recipe import load_recipe
+    from cmp.engine.baselines import BaselineContext, baseline_key, baseline_specs
+    from cmp.engine.build import build
+    from cmp.engine.runner import Runner
+
+    plugins = load_plugins("none")
+    recipe = Path(__file__).resolve().parents[3] / "recipes" / "loss_ablation.yaml"
+    cells = resolve(load_recipe(recipe, ["data.subset=512", "data.test_subset=100"]), plugins.registry)
+    runner = Runner(plugins, Path("unused"))
+    keys: dict[int, set[str]] = defaultdict(set)
+    spellings: set[str] = set()
+    for spec in baseline_specs(cells):
+        if spec.choice.name == "supervised":
+            context = BaselineContext(runner, spec)
+            keys[spec.cell.train.seed].add(baseline_key(build(plugins.registry, spec.choice), context))
+            spellings.add(spec.cell.part("optimizer").params["lr_scaling"])
+    assert spellings == {"none", "linear"}  # the two methods do spell it differently
+    assert {seed: len(found) for seed, found in keys.items()} == {0: 1, 1: 1, 2: 1}
