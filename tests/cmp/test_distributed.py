@@ -219,6 +219,8 @@ def test_a_two_process_run_writes_one_of_everything_and_matches_one_process(two_
     # Same global batch, other augmentation streams: equal within run-to-run noise.
     assert abs(two.metrics["knn_top1"] - one.metrics["knn_top1"]) < 0.05, (two.metrics, one.metrics)
     assert one.train is not None and abs(two.train.loss_per_epoch[-1] - one.train.loss_per_epoch[-1]) < 0.1
+    # lr_scaling (linear, from MoCo's preset) uses the global batch: 0.2 * 64 / 256 on both
+    assert two.train.effective_lr == one.train.effective_lr == pytest.approx(0.2 * 64 / 256)
 
 
 def test_a_rerun_on_two_processes_finds_the_cell_cached_on_every_process(two_processes: tuple[Path, Path]) -> None:

@@ -356,3 +356,12 @@ def test_gathered_parts_are_laid_out_view_major_as_one_process_would_hold_them(r
     parts = [torch.tensor([[r, g, i] for g in range(groups) for i in range(rows)]) for r in range(ranks)]
     expected = [[r, g, i] for g in range(groups) for r in range(ranks) for i in range(rows)]
     assert _by_group(parts, groups).tolist() == expected
+
+
+def test_ring_buffer_errors_say_what_is_wrong_and_counters_are_saved_as_integers() -> None:
+    with pytest.raises(ValueError, match=r"needs size >= 1, got 0"):
+        RingBuffer(0, 3)
+    with pytest.raises(ValueError, match=r"needs dim >= 1 \(or None: taken from the first push\), got 0"):
+        RingBuffer(3, 0)
+    state = RingBuffer(3, 2).state_dict()
+    assert state["pointer"].dtype == state["filled"].dtype == torch.int64

@@ -53,9 +53,10 @@ def test_knn_weights_are_exp_similarity_over_temperature() -> None:
 
 
 def test_knn_evaluator_reports_top1() -> None:
-    x, y = blobs(400, 8, 3, seed=2, spread=0.3)
+    x, y = blobs(400, 8, 3, seed=2, spread=3.0)  # overlapping classes: about 2 in 3 right
     result = knn(k=10, temperature=0.1)(Features(x[:300], y[:300], 3), Features(x[300:], y[300:], 3))
-    assert result["top1"] > 0.95
+    predicted = knn_brute_force(x[:300], y[:300], x[300:], 3, 10, 0.1)
+    assert result == {"top1": sum(p == t for p, t in zip(predicted, y[300:].tolist())) / 100}
 
 
 def test_linear_probe_matches_scikit_learn() -> None:
@@ -74,7 +75,22 @@ def test_linear_probe_matches_scikit_learn() -> None:
 def test_linear_evaluator_separates_separable_classes() -> None:
     x, y = blobs(500, 16, 4, seed=4, spread=0.5)
     result = linear()(Features(x[:400], y[:400], 4), Features(x[400:], y[400:], 4))
-    assert result["top1"] > 0.97
+    assert result == {"top1": 1.0}
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_linear_evaluator_top1_is_scikit_learns_on_the_standardised_features(seed: int) -> None:
+    """Overlapping classes, features of different scales: the probe's top-1 is that of
+    scikit-learn's logistic regression (same objective, C = 1 / (N * weight_decay)) on the
+    features standardised with the training mean and std."""
+    x, y = blobs(500, 16, 4, seed=seed, spread=3.0)
+    x = x * torch.linspace(0.1, 10, 16) + 3
+    result = linear()(Features(x[:400], y[:400], 4), Features(x[400:], y[400:], 4))
+    train = x[:400].double().numpy()
+    mean, std = train.mean(axis=0), train.std(axis=0, ddof=1)
+    reference = LogisticRegression(C=1 / (400 * 1e-4), tol=1e-10, max_iter=10000).fit((train - mean) / std, y[:400].numpy())
+    accuracy = (reference.predict((x[400:].double().numpy() - mean) / std) == y[400:].numpy()).mean()
+    assert result["top1"] == pytest.approx(accuracy, abs=1e-12) and accuracy < 0.95
 
 
 def test_the_linear_probe_standardises_both_splits_with_the_training_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,3 +150,29 @@ def test_evaluator_defaults_are_the_documented_protocol() -> None:
     default_knn, default_linear = knn(), linear()
     assert (default_knn.k, default_knn.temperature) == (200, 0.1)
     assert (default_linear.weight_decay, default_linear.max_iter) == (1e-4, 1000)
+
+
+def test_knn_searches_in_blocks_and_reports_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cmp_plugins.evaluators as evaluators
+
+    train_x, train_y = blobs(60, 6, 3, seed=8, spread=2.0)
+    test_x, test_y = blobs(20, 6, 3, seed=9, spread=2.0)
+    whole = knn_scores(train_x, train_y, test_x, 3, 5, 0.1)
+    monkeypatch.setattr(evaluators, "KNN_BLOCK", 7)  # 20 test rows: blocks of 7, 7 and 6
+    calls: list[tuple[int, int]] = []
+    blocked = knn_scores(train_x, train_y, test_x, 3, 5, 0.1, lambda done, total: calls.append((done, total)))
+    torch.testing.assert_close(blocked, whole, rtol=0, atol=0)
+    assert calls == [(7, 20), (14, 20), (20, 20)]
+    evaluator = knn(k=5, temperature=0.1)
+    seen: list[tuple[int, int]] = []
+    evaluator.progress = lambda done, total: seen.append((done, total))
+    result = evaluator(Features(train_x, train_y, 3), Features(test_x, test_y, 3))
+    assert seen == [(7, 20), (14, 20), (20, 20)]
+    assert result == {"top1": (whole.argmax(dim=1) == test_y).double().mean().item()}
+
+
+def test_knn_of_no_test_rows_is_no_scores() -> None:
+    train_x, train_y = blobs(30, 4, 3, seed=10)
+    calls: list[tuple[int, int]] = []
+    scores = knn_scores(train_x, train_y, train_x[:0], 3, 5, 0.1, lambda done, total: calls.append((done, total)))
+    assert scores.shape == (0, 3) and scores.dtype == torch.float64 and calls == []

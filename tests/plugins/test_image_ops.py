@@ -153,3 +153,11 @@ def test_a_resized_crop_of_any_box_has_the_requested_size_and_mirrors_exactly(
     low, high = x.amin(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3))
     assert (plain.amin(dim=(1, 2, 3)) >= low - 1e-6).all() and (plain.amax(dim=(1, 2, 3)) <= high + 1e-6).all()
     torch.testing.assert_close(flipped, plain.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_normalize_matches_torchvision_per_channel() -> None:
+    x = images(3, 3, 8)
+    mean, std = torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.2, 0.25, 4.0])
+    got = ops.normalize(x, mean, std)
+    for i in range(3):
+        torch.testing.assert_close(got[i], TF.normalize(x[i], mean.tolist(), std.tolist()), atol=1e-6, rtol=0)

@@ -83,3 +83,11 @@ def test_nt_xent_keeps_bf16_inputs_in_full_precision() -> None:
     a, p = torch.randn(4, 8).bfloat16(), torch.randn(4, 8).bfloat16()
     loss = nt_xent(a, p, Negatives(torch.randn(6, 8).bfloat16()), temperature=0.1)
     assert loss.dtype == torch.float32
+
+
+def test_nt_xent_defaults_to_the_temperature_of_its_signature() -> None:
+    g = torch.Generator().manual_seed(4)
+    z1, z2 = torch.randn(5, 6, generator=g, dtype=torch.float64), torch.randn(5, 6, generator=g, dtype=torch.float64)
+    batch = simclr_batch(z1, z2)
+    got = nt_xent(batch.anchors, batch.positives, InBatchNegatives().negatives(batch)).item()
+    assert math.isclose(got, nt_xent_paper(z1, z2, 0.1), rel_tol=1e-9)

@@ -164,3 +164,34 @@ def test_method_differences_leave_out_swept_values_and_mark_what_a_preset_kept(w
     optimizer = moco_cell.parts["optimizer"]
     assert optimizer is not None and optimizer.where == "defaults.optimizer.name"
     assert optimizer.param_sources["lr_scaling"] == "preset 'moco'.optimizer.params.lr_scaling"
+
+
+def test_the_cache_key_hashes_the_resolved_configuration_as_documented(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    """The key names every run directory, so its derivation is part of the on-disk format:
+    sha256 of the sorted, compact JSON of the resolved configuration without the recipe
+    name, the sweep point and the baselines (and without the train keys that do not change
+    what is computed: train.log_every, train.threads...), with the configuration format (2)
+    added; its first 12 hex digits."""
+    import hashlib
+
+    from cmp.config.cells import _UNHASHED_TRAIN_KEYS
+
+    assert {"log_every", "threads"} <= set(_UNHASHED_TRAIN_KEYS) and not {"epochs", "seed", "batch_size"} & set(_UNHASHED_TRAIN_KEYS)
+    cells = cells_of(write_recipe, plugins, "sweep: {train.seed: [0, 1]}\n")
+    for cell in cells:
+        config = cell.config()
+        assert list(config) == ["recipe", "method", "sweep", "data", "train", "parts", "step", "eval", "baselines"]
+        assert (config["recipe"], config["method"]) == (cell.recipe, cell.method)
+        hashed = {k: v for k, v in config.items() if k not in ("recipe", "sweep", "baselines")}
+        hashed["train"] = {k: v for k, v in hashed["train"].items() if k not in _UNHASHED_TRAIN_KEYS}
+        hashed["format"] = 2
+        blob = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+        assert cell.key() == hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def test_paths_in_a_configuration_are_written_as_text() -> None:
+    from pathlib import Path
+
+    from cmp.config.cells import _plain
+
+    assert _plain({"root": Path("/data/x"), "sizes": (1, [2, Path("y")])}) == {"root": "/data/x", "sizes": [1, [2, "y"]]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -116,3 +117,44 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(corrupt)
     assert info.value.where == str(corrupt)
+
+
+def test_other_files_are_refused_naming_the_file(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"hello": 1}, foreign)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(foreign)
+    assert (info.value.message, info.value.where) == ("not a cmp checkpoint (or of another format version)", str(foreign))
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, {"key": "abc"})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(other, "xyz")
+    assert (info.value.message, info.value.where) == ("checkpoint belongs to configuration abc, not xyz", str(other))
+
+
+def test_the_temporary_file_sits_beside_the_checkpoint_and_goes_when_saving_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a" / "b" / "checkpoint.pt"  # missing folders are made
+    renamed: list[tuple[Path, Path]] = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):  # type: ignore[no-untyped-def]
+        renamed.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    save_checkpoint(path, {"key": "abc"})
+    ((tmp, final),) = renamed
+    assert final == path and tmp.parent == path.parent  # same folder: the rename is atomic
+    assert tmp.name.startswith("checkpoint.pt.") and tmp.name.endswith(".tmp")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]
+
+    def failing_save(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"key": "def"})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temporary left
+    assert load_checkpoint(path)["key"] == "abc"  # the previous checkpoint is intact

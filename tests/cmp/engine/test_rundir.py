@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from cmp.api.results import RESULT_FORMAT, RunResult, TrainStats
 from cmp.config.cells import resolve
@@ -89,11 +90,16 @@ def test_finished_and_older_results_of_a_recipe_directory(tmp_path: Path) -> Non
     (runs / "e" / "result.json").write_text("{not json")
     (runs / "f").mkdir()
     (runs / "f" / "result.json").write_text(json.dumps({"method": "x"}))  # format 1: no format field
+    for i in range(5):  # unreadable and older results mixed: every older one is counted
+        (runs / f"old{i}").mkdir()
+        (runs / f"old{i}" / "result.json").write_text(json.dumps({"format": 1, "method": "x"}))
+        (runs / f"bad{i}").mkdir()
+        (runs / f"bad{i}" / "result.json").write_text("not json" if i % 2 else "")
     (runs / "g").mkdir()
     (runs / "g" / "result.json").write_text(json.dumps([1, 2]))  # not a result at all
     found = finished_results(runs)
     assert [r.model_dump() for r in found] == [kept.model_dump()]
-    assert older_results(runs) == 1
+    assert older_results(runs) == 6
     assert json.loads((runs / "a" / "result.json").read_text())["format"] == RESULT_FORMAT
     assert [p.name for p in (runs / "a").iterdir()] == ["result.json"]  # written through a temporary file
     assert read_result(runs / "e" / "result.json") is None and read_result(runs / "missing.json") is None
@@ -107,7 +113,9 @@ def test_a_run_directory_plans_cached_resume_retry_and_train(tmp_path: Path, plu
     assert run.path == tmp_path / "runs" / "dirs" / f"simclr-{cell.key()}"
     assert run.plan() == "train" and run.cached() is None and run.read_checkpoint() is None
     run.prepare()
-    assert (run.path / "config.yaml").is_file()
+    written = (run.path / "config.yaml").read_text()
+    assert yaml.safe_load(written) == cell.config()
+    assert [line.split(":")[0] for line in written.splitlines() if not line.startswith(" ")] == list(cell.config())  # in the config's order, not sorted
 
     save_checkpoint(run.checkpoint, {"key": cell.key(), "position": {"step": 7}})
     assert run.plan() == "resume at step 7"
@@ -136,3 +144,11 @@ def test_a_run_directory_plans_cached_resume_retry_and_train(tmp_path: Path, plu
     assert run.cached() is None and run.plan() == "failed before; retry"
     assert run.write_error("Traceback ...") == run.path / "error.txt"
     assert (run.path / "error.txt").read_text() == "Traceback ..."
+
+
+def test_plain_data_is_written_as_indented_json(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    data = {"cells": 2, "out": tmp_path, "names": ["a", "b"]}
+    write_json(path, data)
+    assert path.read_text() == json.dumps({"cells": 2, "out": str(tmp_path), "names": ["a", "b"]}, indent=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Mutation testing of cmp's core modules (issue 16): slow, so not part of CI.
+#
+#   tools/mutation.sh                  every mutant not yet tested (results are kept in mutants/)
+#   tools/mutation.sh 'plugins.losses*'   these mutants again (mutmut names: module.x_function__mutmut_N)
+#
+# Needs the `mutation` extra (`pip install -e '.[test,mutation]'`). Which files are mutated
+# and which tests run is `[tool.mutmut]` in pyproject.toml. One child process, one thread per
+# process (2-core machines are shared). Then writes tools/mutation-summary.md: per module the
+# mutants, killed, survived, timeouts, and every mutant not killed with its diff and, where
+# it is known to be equivalent, why (tools/mutation_equivalent.toml).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CMP_PROGRESS=0
+
+command="tools/mutation.sh"
+for arg in "$@"; do command+=" $(printf '%q' "$arg")"; done
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+SECONDS=0
+"$PYTHON" -m mutmut run --max-children 1 "$@"
+status=$?
+"$PYTHON" tools/mutation_summary.py --started "$started" --seconds "$SECONDS" --command "$command"
+exit $status
