@@ -365,3 +365,39 @@ def test_ring_buffer_errors_say_what_is_wrong_and_counters_are_saved_as_integers
         RingBuffer(3, 0)
     state = RingBuffer(3, 2).state_dict()
     assert state["pointer"].dtype == state["filled"].dtype == torch.int64
+
+
+def test_with_a_faked_world_of_three_gather_lays_rows_out_as_one_process_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The multi-process branch in this process: torch.distributed faked as 3 processes whose
+    x is this one's plus 100 * rank (the real collectives are tested across processes above)."""
+    import torch.distributed.nn.functional as collective
+
+    import cmp.nn as cnn
+    from cmp.api.contracts import PairBatch
+    from cmp_plugins.negatives import InBatchNegatives
+
+    world = 3
+    monkeypatch.setattr(dist, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: world)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
+    monkeypatch.setattr(collective, "all_gather", lambda x, group=None: tuple(x + 100 * r for r in range(world)))
+
+    def all_gather(parts: list[Tensor], x: Tensor, group: object = None) -> None:
+        for r, part in enumerate(parts):
+            part.copy_(x + 100 * r)
+
+    monkeypatch.setattr(dist, "all_gather", all_gather)
+    assert (cnn.world_size(), cnn.rank()) == (3, 1)
+    x = torch.arange(8.0).view(4, 2)  # two views of two rows
+    rank_major = torch.cat([x + 100 * r for r in range(world)])
+    view_major = torch.cat([x[v * 2 : v * 2 + 2] + 100 * r for v in range(2) for r in range(world)])
+    assert torch.equal(gather(x), rank_major) and torch.equal(gather_no_grad(x), rank_major)
+    assert torch.equal(gather(x, 2), view_major) and torch.equal(gather_no_grad(x, 2), view_major)
+
+    keys, ids = torch.randn(4, 2), torch.tensor([0, 1, 0, 1])
+    batch = PairBatch(keys, keys, ids, keys, ids, key_views=2)
+    negatives = InBatchNegatives().negatives(batch)
+    assert torch.equal(negatives.bank, gather(keys, 2))
+    gathered_ids = torch.cat([ids[v * 2 : v * 2 + 2] + 100 * r for v in range(2) for r in range(world)])
+    assert torch.equal(negatives.valid, ids.unsqueeze(1) != gathered_ids.unsqueeze(0))
