@@ -46,15 +46,6 @@ def extract_features(
     return Features(torch.cat(chunks), labels, num_classes)
 
 
-@torch.no_grad()
-def pixel_features(
-    preprocess: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, num_classes: int, batch_size: int = 4096
-) -> Features:
-    """Raw pixels as features: the evaluation input (resized, normalised), flattened."""
-    chunks = [preprocess(images[s : s + batch_size]).flatten(1).float() for s in range(0, images.shape[0], batch_size)]
-    return Features(torch.cat(chunks), labels, num_classes)
-
-
 def run_evaluators(
     evaluators: Mapping[str, Evaluator], train: Features, test: Features,
     progress: Callable[[str], Progress] | None = None,
