@@ -46,3 +46,10 @@ class RunFailed(CmpError):
     """A run that started and then failed (NaN loss, collapse, an exception)."""
 
     exit_code = 1
+
+
+class CmpWarning(UserWarning):
+    """Something the user should know that does not stop the run (a corrupt image replaced).
+
+    The CLI shows it as one line, `cmp: warning: <message>`, without Python's source line.
+    """

@@ -19,6 +19,11 @@ from cmp.api.hookspecs import Register
 from cmp.engine.learner import StepOutput
 
 
+STREAMED_SIDE = 32
+"""Side raw pixels are downscaled to on a streamed data set: 224 x 224 x 3 inputs would be
+150 528 features per image, too many for the feature bank of a large data set."""
+
+
 class Flatten(nn.Module):
     """Raw pixels as features: the evaluation input, flattened to (N, C*H*W)."""
 
@@ -26,17 +31,37 @@ class Flatten(nn.Module):
         return x.flatten(1)
 
 
+class Downscaled(nn.Module):
+    """The evaluation input resized to side x side (antialiased), flattened to (N, C*side*side)."""
+
+    def __init__(self, side: int) -> None:
+        super().__init__()
+        self.side = side
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.side or x.shape[-2] != self.side:
+            x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", antialias=True, align_corners=False)
+        return x.flatten(1)
+
+
 class RawPixels:
-    """The evaluation input itself (resized and normalised), as the features."""
+    """The evaluation input itself (resized and normalised), as the features; on a streamed
+    data set downscaled to `STREAMED_SIDE` pixels a side (said in the label)."""
+
+    def side(self, context: Any) -> int | None:
+        return min(STREAMED_SIDE, context.info.height) if context.streamed else None
 
     def depends_on(self, context: Any) -> dict[str, Any]:
-        return {"input": context.input_shape()}
+        side = self.side(context)
+        return {"input": context.input_shape(), **({"side": side} if side is not None else {})}
 
     def label(self, context: Any) -> str:
-        return "raw_pixels"
+        side = self.side(context)
+        return "raw_pixels" if side is None else f"raw_pixels ({side}x{side})"
 
     def representation(self, context: Any) -> nn.Module:
-        return Flatten()
+        side = self.side(context)
+        return Flatten() if side is None else Downscaled(side)
 
 
 class RandomInit:
@@ -74,7 +99,9 @@ class SupervisedObjective(nn.Module):
 
 
 class Supervised:
-    """The cell's encoder trained with labels, on the cell's budget."""
+    """The cell's encoder trained with labels, on the cell's budget: an upper reference."""
+
+    reference = "ceiling"
 
     def depends_on(self, context: Any) -> dict[str, Any]:
         config = context.config
@@ -83,11 +110,13 @@ class Supervised:
             "encoder": config["parts"]["encoder"], "augmentation": config["parts"]["augmentation"],
             "optimizer": context.effective_optimizer(), "seed": train.seed,
             "train": {"epochs": train.epochs, "batch_size": train.batch_size, "precision": train.precision,
-                      "channels_last": train.channels_last},
+                      "channels_last": train.channels_last, **({"steps": train.steps} if train.steps else {})},
         }
 
-    def label(self, context: Any) -> str:  # trained at the cell's batch size: one row per size
-        return f"supervised ({context.cell.part('encoder').name}, batch {context.cell.train.batch_size})"
+    def label(self, context: Any) -> str:  # trained at the cell's batch size and budget: one row per size
+        train = context.cell.train
+        budget = f", {train.steps} steps" if train.steps else ""
+        return f"supervised ({context.cell.part('encoder').name}, batch {train.batch_size}{budget})"
 
     def representation(self, context: Any) -> nn.Module:
         encoder = context.build_part("encoder")
@@ -95,7 +124,7 @@ class Supervised:
         objective = SupervisedObjective(encoder, splits.num_classes, splits.train_labels).to(context.device)
         if context.cell.train.channels_last:
             objective.to(memory_format=torch.channels_last)
-        context.train(objective, splits.train_images, "supervised")
+        context.train(objective, context.training_images, "supervised")
         return encoder
 
 

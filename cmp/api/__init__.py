@@ -26,6 +26,7 @@ from cmp.api.contracts import (
     NegativeSource,
     Negatives,
     PairBatch,
+    StreamedData,
     TargetBranch,
 )
 from cmp.api.hookspecs import Register
@@ -49,5 +50,5 @@ __all__ = [
     "Encoder", "Evaluator", "Features", "Fraction", "FractionRange", "Head", "ImageData", "Loss", "MethodPreset",
     "MetricInfo", "NegativeSource", "Negatives", "NonNegative", "NonNegativeInt", "PairBatch", "Plugins", "Positive",
     "PositiveInt", "PositiveRange", "Probability", "Provider", "Register", "Registry", "RunInfo", "RunResult",
-    "TargetBranch", "hookimpl", "load_plugins",
+    "StreamedData", "TargetBranch", "hookimpl", "load_plugins",
 ]

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # cmp.streaming imports torchvision's decoders: only where a streamed set is used
+    from cmp.streaming.index import EncodedImages
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,45 @@ class ImageData:
             self.name, c, h, w, len(self.classes),
             tuple(float(m) for m in mean), tuple(float(s) for s in std),
         )
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet's per-channel statistics (RGB, in [0, 1]), the usual fixed normalisation of photos."""
+
+
+@dataclass
+class StreamedData:
+    """A labelled data set that stays encoded on disk (JPEG folders, tar shards).
+
+    Training batches are decoded in `num_workers` worker processes, each image cropped
+    at full resolution (a random resized crop with area fraction `crop_scale` and aspect
+    ratio `crop_ratio`, seeded by (seed, epoch, image), see `cmp.streaming`) and resized
+    to `size` x `size` uint8; evaluation decodes a central crop (`eval_fraction` of the
+    shorter side) resized to `size`. `train` / `test` are `cmp.streaming.EncodedImages`
+    (numpy int64 `labels`, `classes`, `read(i)`, `name(i)`). `mean` / `std` are fixed
+    statistics (ImageNet's, or an estimate from a fixed sample), since a pass over the
+    data set to compute them would take as long as an epoch. More than `max_corrupt`
+    (a fraction) undecodable images end the run with an error naming one of them.
+    """
+
+    name: str
+    train: EncodedImages
+    test: EncodedImages
+    classes: list[str]
+    channels: int
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    eval_fraction: float = 0.875
+    num_workers: int = 2
+    max_corrupt: float = 0.01
+
+    def info(self) -> DataInfo:
+        """Channels, the training size, classes and the fixed statistics."""
+        return DataInfo(self.name, self.channels, self.size, self.size, len(self.classes), tuple(self.mean), tuple(self.std))
 
 
 class Augmentation(nn.Module):
@@ -211,11 +253,20 @@ class NegativeSource(nn.Module):
 
 @dataclass(frozen=True)
 class Features:
-    """Frozen encoder features of a split: x (N, F) float32, y (N,) int64, on one device."""
+    """Frozen encoder features of a split: x (N, F) float32, y (N,) int64, on one device.
+
+    `views`, on the test split only, when an evaluator has an attribute `needs_views =
+    True` and the engine was given the augmentation: the encoder's features (M, F) of two
+    augmented views of the same images, a fixed, seeded subset of the split (at most
+    `cmp.evaluation.features.VIEW_IMAGES` images, the same ones and the same augmentation
+    draws at every evaluation), row i of each the same image: positive pairs, for
+    measures such as alignment. None otherwise (a baseline is evaluated without views).
+    """
 
     x: Tensor
     y: Tensor
     num_classes: int
+    views: tuple[Tensor, Tensor] | None = None
 
 
 class Evaluator(Protocol):
@@ -250,6 +301,11 @@ class Baseline(Protocol):
     - `representation(context)`: a module from the evaluation input (the augmentation's
       deterministic `preprocess` of the images) to features (N, F); it may train one
       through `context.train(objective)`, the same loop every method trains in.
+
+    An optional attribute `reference` says what the baseline is for: "floor" (the
+    default: a self-supervised method should beat it, and the report flags one that does
+    not, as raw pixels and a random encoder) or "ceiling" (an upper reference such as a
+    supervised encoder, shown but not flagged).
     """
 
     def depends_on(self, context: Any) -> dict[str, Any]: ...

@@ -40,7 +40,8 @@ OWN_DISTRIBUTION = "cmp-compare"
 BUILTINS_PACKAGE = "cmp_plugins"
 BUILTIN_PLUGINS = (
     "augmentations", "encoders", "heads", "targets", "momentum", "negatives", "queue", "losses",
-    "optimizers", "schedules", "methods", "datasets", "evaluators", "baselines", "executors", "tensorboard", "progress",
+    "optimizers", "schedules", "methods", "datasets", "streamed_datasets", "evaluators", "diagnostics", "baselines",
+    "executors", "tensorboard", "progress",
 )
 """cmp's own plugin modules (in `plugins/`, installed as `cmp_plugins`), registered first."""
 ENV_DISABLE_AUTOLOAD = "CMP_DISABLE_PLUGIN_AUTOLOAD"

@@ -225,7 +225,9 @@ def _resolve_data(recipe: Recipe, registry: Registry) -> DataSection:
     data = recipe.model.data
     component = registry.get("datasets", data.dataset, where=recipe.source.where("data.dataset"))
     if data.root is not None and not Path(data.root).expanduser().is_dir():
-        raise recipe.source.error("data.root", f"directory '{data.root}' does not exist")
+        advice = component.meta.get("root_hint")  # the plugin's: root -> what the folder should hold
+        hint = advice(data.root) if callable(advice) else ""
+        raise recipe.source.error("data.root", f"directory '{data.root}' does not exist{hint}")
     params = _validate(recipe, component.schema, data.params, {}, "data.params")
     return data.model_copy(update={"params": params})
 

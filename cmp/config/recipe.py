@@ -7,6 +7,7 @@ line naming the file and the key path (or the `--set` that caused it).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from cmp.api.params import Int, NonNegative, NonNegativeInt, Positive, PositiveInt, describe_validation_error
 from cmp.api.slots import PARTS
 from cmp.errors import RecipeError
-from cmp.suggest import closest
+from cmp.suggest import closest, did_you_mean
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -84,6 +85,10 @@ class TrainSection(_Strict):
     """How long and how to train; shared by every method of the recipe."""
 
     epochs: PositiveInt = 10
+    steps: PositiveInt | None = None
+    """A fixed number of optimizer steps instead of `epochs` (the batch-size question at a
+    fixed step count): training runs ceil(steps / steps per epoch) epochs, the last one cut
+    short, and the learning-rate schedule spans `steps`."""
     batch_size: PositiveInt = 256
     seed: Int = 0
     device: str = "auto"
@@ -92,6 +97,10 @@ class TrainSection(_Strict):
     compile: bool = False
     log_every: PositiveInt = 10
     eval_every: NonNegativeInt = 0
+    eval_subset: PositiveInt | None = 2000
+    """Evaluations during training (every `eval_every` epochs) use a fixed subset of this
+    many training and test images, so they cost little of a cell's time; the final
+    evaluation uses every image. None: all images every time."""
     checkpoint_minutes: Positive = 10.0
     collapse_std: NonNegative = 1e-4
     threads: PositiveInt | None = None
@@ -104,12 +113,32 @@ class TrainSection(_Strict):
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """torch.distributed backend with several processes: auto is NCCL on GPUs, gloo on CPUs."""
 
+    def budget(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(epochs, total optimizer steps) for an epoch of `steps_per_epoch` steps."""
+        if self.steps is None:
+            return self.epochs, self.epochs * steps_per_epoch
+        return max(1, math.ceil(self.steps / max(1, steps_per_epoch))), self.steps
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
         if not _DEVICE.match(value):
             raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
         return value
+
+
+class ClaimSpec(_Strict):
+    """What an ablation should show: `factor`'s values in `order`, best first.
+
+    `factor` is a swept key (`loss.name`, `train.batch_size`) or `method`; the report
+    checks the ordering with paired differences over seeds in every context where those
+    values ran, on `metrics` (default: every percentage metric).
+    """
+
+    factor: str
+    order: list[Any] = Field(min_length=2)
+    metrics: list[str] | None = None
+    source: str | None = None
 
 
 class RecipeModel(_Strict):
@@ -128,6 +157,8 @@ class RecipeModel(_Strict):
     executor: Choice = Field(default_factory=lambda: Choice(name="local"))
     """How the cells run: `local` (this process, or `--jobs N` worker processes) or `ray`."""
     sweep: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None
+    claims: list[ClaimSpec] = Field(default_factory=list)
+    """Orderings the report tests with paired statistics (see `cmp.report.claims`)."""
 
     @field_validator("sweep")
     @classmethod
@@ -282,7 +313,26 @@ def load_recipe(path: str | Path, overrides: Sequence[Override] = ()) -> Recipe:
     except pydantic.ValidationError as exc:
         loc, message = describe_validation_error(exc, _known_keys(exc))
         raise Source(path, set_keys).error(".".join(loc), message) from None
+    check_claims(model, Source(path, set_keys))
     return Recipe(model, Source(path, set_keys), raw)
+
+
+def check_claims(model: RecipeModel, source: Source) -> None:
+    """Each claim names `method` or a swept key, and only values that ran."""
+    grids = [model.sweep] if isinstance(model.sweep, dict) else model.sweep or []
+    swept: dict[str, list[Any]] = {}
+    for grid in grids:
+        for key, values in grid.items():
+            swept.setdefault(key, []).extend(values)
+    for index, claim in enumerate(model.claims):
+        known = list(model.methods) if claim.factor == "method" else swept.get(claim.factor)
+        if known is None:
+            raise source.error(f"claims.{index}.factor", f"'{claim.factor}' is neither 'method' nor a swept key"
+                               f"{did_you_mean(claim.factor, swept)}; swept: {', '.join(swept) or 'nothing'}")
+        missing = [v for v in claim.order if v not in known]
+        if missing:
+            raise source.error(f"claims.{index}.order", f"{missing[0]!r} is not a value of {claim.factor}; "
+                               f"it takes {', '.join(map(str, known))}")
 
 
 def _known_keys(exc: pydantic.ValidationError) -> list[str]:

@@ -19,15 +19,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from cmp.api.contracts import Baseline, DataInfo, ImageData
+from cmp.api.contracts import Baseline, DataInfo, StreamedData
 from cmp.api.results import BaselineResult, RunInfo
 from cmp.config.cells import Cell, ResolvedChoice
 from cmp.engine.build import BuildContext, build, build_parts, resolve_device
+from cmp.engine.cell_run import evaluation_splits, streaming_source
+from cmp.engine.data import Data
 from cmp.engine.runner import Runner
 from cmp.engine.rundir import write_json
 from cmp.engine.trainer import Objective, TrainConfig, Trainer
 from cmp.errors import CmpError
-from cmp.evaluation.features import LabelledSplits, evaluate_representation
+from cmp.evaluation.features import Splits, evaluate_representation
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class BaselineContext:
     `config` is the cell's resolved configuration (plain data). `build_part(key)` builds
     one of the cell's parts (`encoder`, `augmentation`); `train(objective, ...)` trains a
     module through the engine's `Trainer` with the cell's optimizer, schedule, epochs,
-    batch size and precision.
+    batch size and precision. On a streamed data set (`streamed`), `splits` are
+    `StreamedSplits` and `training_images` the encoded training images, which `train`
+    streams as the cells do.
     """
 
     def __init__(self, runner: Runner, spec: BaselineSpec, device_name: str | None = None) -> None:
@@ -56,8 +60,13 @@ class BaselineContext:
         self.dir = runner.out_dir / "baselines"
 
     @functools.cached_property
-    def data(self) -> ImageData:
+    def data(self) -> Data:
         return self.runner.data_for(self.cell.data)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the data set is read from disk as it goes (`StreamedData`)."""
+        return isinstance(self.data, StreamedData)
 
     @functools.cached_property
     def info(self) -> DataInfo:
@@ -68,16 +77,22 @@ class BaselineContext:
         return self.build_part("augmentation").to(self.device)
 
     @functools.cached_property
-    def splits(self) -> LabelledSplits:
-        d = self.data
-        return LabelledSplits(
-            d.train_images.to(self.device), d.train_labels.to(self.device),
-            d.test_images.to(self.device), d.test_labels.to(self.device), self.info.num_classes,
-        )
+    def splits(self) -> Splits:
+        return evaluation_splits(self.data, self.device)
+
+    @property
+    def training_images(self) -> Any:
+        """The labelled training images: uint8 on the device, or encoded images of a streamed set."""
+        splits = self.splits
+        return splits.train if self.streamed else splits.train_images  # type: ignore[union-attr]
 
     def input_shape(self) -> list[int]:
         """The evaluation input's shape per image (C, H, W): what the preprocess makes of the data."""
-        return list(self.augmentation.preprocess(self.data.test_images[:1].to(self.device)).shape[1:])
+        if isinstance(self.data, StreamedData):
+            sample = torch.zeros((1, self.data.channels, self.data.size, self.data.size), dtype=torch.uint8, device=self.device)
+        else:
+            sample = self.data.test_images[:1].to(self.device)
+        return list(self.augmentation.preprocess(sample).shape[1:])
 
     def build_part(self, key: str) -> Any:
         """One part of the cell, built exactly as the cell builds it (seeded by the cell's seed)."""
@@ -98,24 +113,35 @@ class BaselineContext:
         schedule = self.cell.parts["schedule"]
         return {"class": type(optimizer).__name__, "group": group, "schedule": schedule.to_dict() if schedule else None}
 
-    def train(self, objective: Objective, images: torch.Tensor, key: str) -> None:
-        """Train `objective` on `images` with the cell's optimizer, schedule and budget."""
+    def train(self, objective: Objective, images: Any, key: str) -> None:
+        """Train `objective` on `images` (a uint8 tensor on the device, or a streamed set's
+        encoded images) with the cell's optimizer, schedule and budget."""
         train = self.cell.train
-        batch = min(train.batch_size, images.shape[0])
-        steps_per_epoch = images.shape[0] // batch
-        context = BuildContext(self.info, batch, steps_per_epoch, train.epochs)
+        count = images.shape[0] if isinstance(images, torch.Tensor) else len(images)
+        batch = min(train.batch_size, count)
+        steps_per_epoch = count // batch
+        epochs, total_steps = train.budget(steps_per_epoch)
+        context = BuildContext(self.info, batch, steps_per_epoch, epochs, max_steps=total_steps)
         context.trainable = objective  # type: ignore[assignment]
         build_parts(self.cell, self.runner.registry, context, ["optimizer", "schedule"])
         run = RunInfo(f"{self.name} baseline", self.cell.recipe, self.name, key, self.dir, {}, self.device,
-                      train.epochs, steps_per_epoch, steps_per_epoch * train.epochs)
+                      epochs, steps_per_epoch, total_steps)
+        source = images
+        if isinstance(self.data, StreamedData) and not isinstance(images, torch.Tensor):
+            source = streaming_source(self.data, images, batch, train.seed, self.device)
         trainer = Trainer(
-            objective, self.augmentation, images, context.built["optimizer"], context.built["schedule"],
+            objective, self.augmentation, source, context.built["optimizer"], context.built["schedule"],
             torch.Generator(device=self.device).manual_seed(train.seed),
-            TrainConfig(epochs=train.epochs, batch_size=batch, log_every=train.log_every,
-                        precision=train.precision, channels_last=train.channels_last),
-            run, self.runner.hooks,
+            TrainConfig(epochs=epochs, batch_size=batch, log_every=train.log_every,
+                        precision=train.precision, channels_last=train.channels_last, max_steps=total_steps),
+            run, self.runner.hooks, device=self.device,
         )
-        trainer.fit()
+        try:
+            trainer.fit()
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
 
 def _plain_scalar(value: Any) -> bool:
@@ -162,11 +188,16 @@ def compute_baseline(runner: Runner, spec: BaselineSpec, device_name: str | None
         return BaselineResult(baseline=spec.choice.name, label=label, key=key, status="failed", reason=reason)
 
 
+def _reference(component: Baseline) -> str:
+    """The component's `reference` ("floor" unless it says "ceiling")."""
+    return "ceiling" if getattr(component, "reference", "floor") == "ceiling" else "floor"
+
+
 def _compute(runner: Runner, context: BaselineContext, component: Baseline, key: str, label: str) -> BaselineResult:
     path = context.dir / f"{context.name}-{key}.json"
     cached = _read(path)
     if cached is not None:
-        return cached.model_copy(update={"label": label, "cached": True})
+        return cached.model_copy(update={"label": label, "cached": True, "reference": _reference(component)})
     started = time.perf_counter()
     representation = component.representation(context).to(context.device)
     run = RunInfo(label, context.cell.recipe, label, key, context.dir, {}, context.device)
@@ -174,10 +205,10 @@ def _compute(runner: Runner, context: BaselineContext, component: Baseline, key:
         representation, context.augmentation.preprocess, context.splits,
         {name: build(runner.registry, choice) for name, choice in context.cell.evaluators.items()},
         progress=lambda task: lambda done, total: runner.hooks.cmp_progress(run=run, task=task, done=done, total=total),
-        channels_last=context.cell.train.channels_last,
+        channels_last=context.cell.train.channels_last, augmentation=context.augmentation,
     )
     result = BaselineResult(
-        baseline=context.name, label=label, key=key, seed=context.cell.train.seed,
+        baseline=context.name, label=label, key=key, seed=context.cell.train.seed, reference=_reference(component),
         metrics=metrics, wall_time_s=time.perf_counter() - started,
     )
     path.parent.mkdir(parents=True, exist_ok=True)

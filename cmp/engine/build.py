@@ -59,10 +59,13 @@ class BuildContext:
     epochs: int
     built: dict[str, Any] = field(default_factory=dict)
     trainable: nn.Module | None = None
+    max_steps: int | None = None
+    """`train.steps` when the budget is a step count (the last epoch is then cut short)."""
 
     @property
     def total_steps(self) -> int:
-        return self.steps_per_epoch * self.epochs
+        full = self.steps_per_epoch * self.epochs
+        return full if self.max_steps is None else min(full, self.max_steps)
 
     @property
     def feature_dim(self) -> int:
@@ -122,7 +125,8 @@ TRAINING_PARTS = ("optimizer", "schedule")
 def build_model(cell: Cell, registry: Registry, info: DataInfo, steps_per_epoch: int, device: torch.device) -> Model:
     """Seed, build every part of `cell` in table order, assemble the learner on `device`."""
     torch.manual_seed(cell.train.seed)
-    context = BuildContext(info, cell.train.batch_size, steps_per_epoch, cell.train.epochs)
+    epochs, total_steps = cell.train.budget(steps_per_epoch)
+    context = BuildContext(info, cell.train.batch_size, steps_per_epoch, epochs, max_steps=total_steps)
     build_parts(cell, registry, context, [k for k in PARTS if k not in TRAINING_PARTS])
     built = context.built
     augmentation = built["augmentation"].to(device)

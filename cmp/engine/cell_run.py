@@ -3,23 +3,31 @@
 Read top to bottom: take the data set, check the batch fits it, build every part from
 the slot table, resume from a checkpoint if there is one, train through the `Trainer`,
 evaluate the encoder with every evaluator, and return what was measured.
+
+A data set in memory goes to the device whole; a streamed one (`StreamedData`) becomes a
+`cmp.streaming.StreamingSource` for training (this process's rows of each batch, decoded
+in worker processes) and `StreamedSplits` for evaluation (decoded batch by batch).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from cmp.api.contracts import StreamedData
 from cmp.api.results import MetricInfo, RunInfo, TrainStats
 from cmp.config.cells import Cell
+from cmp.distributed import SINGLE, Processes
 from cmp.engine.build import build, build_model
+from cmp.engine.data import Data, train_count
 from cmp.engine.environment import peak_memory_mb, reset_peak_memory
 from cmp.engine.rundir import CHECKPOINT
-from cmp.engine.trainer import TrainConfig, Trainer
+from cmp.engine.trainer import BatchSource, TrainConfig, Trainer
 from cmp.errors import CmpError
-from cmp.evaluation.features import LabelledSplits, evaluate_representation
+from cmp.evaluation.features import LabelledSplits, Splits, StreamedSplits, evaluate_representation, split_sizes
 
 if TYPE_CHECKING:
     from cmp.engine.runner import Runner
@@ -44,53 +52,55 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
     train = cell.train
     data = runner.data_for(cell.data)
     device = run.device
-    images = data.train_images if data.unlabeled_images is None else torch.cat([data.train_images, data.unlabeled_images])
-    if train.batch_size > images.shape[0]:
+    count = train_count(data)
+    if train.batch_size > count:
         raise CmpError(
-            f"batch size {train.batch_size} is larger than the {images.shape[0]} training images",
+            f"batch size {train.batch_size} is larger than the {count} training images",
             where="train.batch_size",
         )
     info = data.info()
-    steps_per_epoch = images.shape[0] // train.batch_size
+    steps_per_epoch = count // train.batch_size
     model = build_model(cell, runner.registry, info, steps_per_epoch, device)
     evaluators = {name: build(runner.registry, choice) for name, choice in cell.evaluators.items()}
     components = {name: runner.registry.get("evaluators", choice.name) for name, choice in cell.evaluators.items()}
     during_training = {name: e for name, e in evaluators.items() if components[name].meta.get("during_training", False)}
-    images = images.to(device)
-    splits = LabelledSplits(
-        data.train_images.to(device), data.train_labels.to(device),
-        data.test_images.to(device), data.test_labels.to(device), info.num_classes,
-    )
     processes = runner.processes
+    images = training_input(data, train.batch_size, train.seed, device, processes)
+    all_splits = evaluation_splits(data, device)
+    training_splits = fixed_subset(all_splits, train.eval_subset)
     generator = torch.Generator(device=device).manual_seed(train.seed)
     augment_generator = None
     if processes.distributed:  # one data order for all processes, its own augmentation stream each
         augment_generator = torch.Generator(device=device).manual_seed(train.seed * 1_000_003 + processes.rank + 1)
-    run.epochs, run.steps_per_epoch, run.total_steps = train.epochs, steps_per_epoch, steps_per_epoch * train.epochs
+    epochs, total_steps = train.budget(steps_per_epoch)
+    run.epochs, run.steps_per_epoch, run.total_steps = epochs, steps_per_epoch, total_steps
     eval_seconds = 0.0
 
-    def evaluate(epoch: int) -> dict[str, float]:
+    def evaluate(epoch: int, final: bool = False) -> dict[str, float]:
+        """All evaluators on all images when `final`; else those run during training, on the subset."""
         nonlocal eval_seconds
         started = time.perf_counter()
-        chosen = evaluators if epoch >= train.epochs else during_training
+        chosen = evaluators if final else during_training
+        splits = all_splits if final else training_splits
         results = evaluate_representation(
             model.learner.encoder, model.augmentation.preprocess, splits, chosen,
             progress=lambda task: lambda done, total: runner.hooks.cmp_progress(run=run, task=task, done=done, total=total),
-            channels_last=train.channels_last, processes=processes,
+            channels_last=train.channels_last, processes=processes, augmentation=model.augmentation,
         )
-        runner.hooks.cmp_evaluation_done(run=run, epoch=epoch, results=results)
+        if final or epoch < epochs:  # the curve's extra last point is not a new evaluation
+            runner.hooks.cmp_evaluation_done(run=run, epoch=epoch, results=results)
         eval_seconds += time.perf_counter() - started
         return results
 
     trainer = Trainer(
         model.learner, model.augmentation, images, model.optimizer, model.schedule, generator,
         TrainConfig(
-            epochs=train.epochs, batch_size=train.batch_size, log_every=train.log_every,
+            epochs=epochs, batch_size=train.batch_size, log_every=train.log_every,
             eval_every=train.eval_every, precision=train.precision, channels_last=train.channels_last,
             checkpoint_seconds=train.checkpoint_minutes * 60.0, collapse_std=train.collapse_std,
-            micro_batch=train.micro_batch,
+            micro_batch=train.micro_batch, max_steps=total_steps,
         ),
-        run, runner.hooks, evaluate, run.dir / CHECKPOINT, processes, augment_generator,
+        run, runner.hooks, evaluate, run.dir / CHECKPOINT, processes, augment_generator, device,
     )
     resumed_from = None
     if resume is not None:
@@ -99,24 +109,102 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         runner.echo(f"cmp: {cell.name}: resuming from step {resumed_from} ({run.dir / CHECKPOINT})")
     reset_peak_memory(device)
     runner.hooks.cmp_run_start(run=run)
-    summary = trainer.fit({"key": cell.key()})
-    final = evaluate(train.epochs)
+    try:
+        summary = trainer.fit({"key": cell.key()})
+    finally:
+        close = getattr(images, "close", None)  # a streaming source's decoding workers: not needed for evaluation
+        if close is not None:
+            close()
+    final = evaluate(epochs, final=True)
+    history = summary.eval_history + [{"epoch": epochs, **final}]
+    if summary.eval_history and training_splits is not all_splits:  # the curve ends on the subset it ran on
+        history[-1] = {"epoch": epochs, **evaluate(epochs)}
     return {
         "metrics": final,
         "metric_info": metric_info(runner, cell, final),
         "train": TrainStats(
-            epochs=train.epochs, steps=summary.steps, batch_size=train.batch_size,
+            epochs=epochs, steps=summary.steps, batch_size=train.batch_size,
             train_time_s=summary.train_seconds, images_per_s=summary.images_per_second,
             loss_per_epoch=summary.loss_per_epoch, final_loss=summary.loss_per_epoch[-1],
             resumed_from_step=resumed_from, effective_lr=_base_lr(model.optimizer),
             images_seen=summary.images_seen,
         ),
-        "eval_history": summary.eval_history + [{"epoch": train.epochs, **final}],
+        "eval_history": history,
         "eval_time_s": eval_seconds,
         "peak_memory_mb": peak_memory_mb(device),
-        "train_images": int(images.shape[0]),
-        "test_images": int(splits.test_images.shape[0]),
+        "train_images": count,
+        "test_images": split_sizes(all_splits)[1],
     }
+
+
+def training_input(data: Data, batch_size: int, seed: int, device: torch.device,
+                   processes: Processes = SINGLE) -> torch.Tensor | BatchSource:
+    """What the trainer draws batches from: the training images (and unlabelled ones) on the
+    device, or for a streamed set a source of this process's rows, cropped in workers with
+    generators seeded by (`seed`, epoch, image)."""
+    if isinstance(data, StreamedData):
+        return streaming_source(data, data.train, batch_size, seed, device, processes)
+    images = data.train_images if data.unlabeled_images is None else torch.cat([data.train_images, data.unlabeled_images])
+    return images.to(device)
+
+
+def streaming_source(data: StreamedData, images: Any, batch_size: int, seed: int, device: torch.device,
+                     processes: Processes = SINGLE) -> BatchSource:
+    """A `StreamingSource` of `images` with the data set's crop, workers and corrupt-image limit."""
+    from cmp.streaming import CropSpec, StreamingSource
+
+    return StreamingSource(
+        images, batch_size=batch_size, size=data.size, channels=data.channels,
+        crop=CropSpec(data.crop_scale, data.crop_ratio), seed=seed, rank=processes.rank,
+        world_size=processes.world_size, num_workers=data.num_workers, pin_memory=device.type == "cuda",
+        max_corrupt=data.max_corrupt,
+    )
+
+
+def evaluation_splits(data: Data, device: torch.device) -> Splits:
+    """The labelled splits evaluation reads: on the device, or streamed from disk."""
+    if isinstance(data, StreamedData):
+        return StreamedSplits(
+            data.train, data.test, len(data.classes), data.channels, data.size, device, fraction=data.eval_fraction,
+            num_workers=data.num_workers, max_corrupt=data.max_corrupt,
+        )
+    return LabelledSplits(
+        data.train_images.to(device), data.train_labels.to(device),
+        data.test_images.to(device), data.test_labels.to(device), len(data.classes),
+    )
+
+
+def fixed_subset(splits: Splits, count: int | None) -> Splits:
+    """At most `count` images of each split, the same ones at every evaluation and in every
+    cell (a seeded choice), for the cheap evaluations during training."""
+    n_train, n_test = split_sizes(splits)
+    if count is None or count >= max(n_train, n_test):
+        return splits
+
+    def pick(n: int, offset: int) -> torch.Tensor | None:
+        if count >= n:
+            return None
+        chosen = torch.randperm(n, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED + offset))[:count]
+        return chosen.sort().values
+
+    train, test = pick(n_train, 0), pick(n_test, 1)
+    if isinstance(splits, StreamedSplits):
+        from cmp.streaming import Subset
+
+        return dataclasses.replace(
+            splits,
+            train=splits.train if train is None else Subset(splits.train, train.numpy()),
+            test=splits.test if test is None else Subset(splits.test, test.numpy()),
+        )
+    device = splits.train_images.device
+    rows_train = slice(None) if train is None else train.to(device)
+    rows_test = slice(None) if test is None else test.to(device)
+    return LabelledSplits(splits.train_images[rows_train], splits.train_labels[rows_train],
+                          splits.test_images[rows_test], splits.test_labels[rows_test], splits.num_classes)
+
+
+EVAL_SUBSET_SEED = 2024
+"""Seed of the fixed subset evaluated during training (independent of the cell's seed)."""
 
 
 def metric_info(runner: Runner, cell: Cell, metrics: dict[str, float]) -> dict[str, MetricInfo]:

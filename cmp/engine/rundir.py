@@ -145,7 +145,7 @@ def estimate_seconds(cell: Cell, train_images: int, timings: list[RunResult]) ->
     if not same:
         return None
     steps = train_images // cell.train.batch_size
-    seen = cell.train.epochs * steps * cell.train.batch_size
+    seen = cell.train.budget(steps)[1] * cell.train.batch_size
     per_image = _median([r.train.train_time_s / r.train.images_seen for r in same if r.train and r.train.images_seen])
     rest = _median([
         max(0.0, r.wall_time_s - r.train.train_time_s) * train_images / (r.train_images or train_images)

@@ -14,7 +14,6 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from cmp.api.contracts import ImageData
 from cmp.api.loader import Plugins
 from cmp.api.results import RunInfo, RunResult
 from cmp.config.cells import Cell
@@ -22,7 +21,7 @@ from cmp.config.recipe import DataSection
 from cmp.distributed import SINGLE, Processes, broadcast, process_device
 from cmp.engine.build import resolve_device
 from cmp.engine.cell_run import train_and_evaluate
-from cmp.engine.data import load_data
+from cmp.engine.data import Data, load_data
 from cmp.engine.environment import environment
 from cmp.engine.rundir import RunDirectory
 from cmp.errors import CheckpointError, CmpError
@@ -40,9 +39,10 @@ class Runner:
         self.hooks = plugins.hook if processes.is_main else SilentHooks()
         self.out_dir = out_dir
         self.echo = echo if processes.is_main else _quiet
-        self._data: dict[str, ImageData] = {}
+        self._data: dict[str, Data] = {}
 
-    def data_for(self, data: DataSection) -> ImageData:
+    def data_for(self, data: DataSection) -> Data:
+        """The data set of a `data` section (in memory or streamed), loaded once per process."""
         key = json.dumps(data.model_dump(), sort_keys=True, default=str)
         if key not in self._data:
             self._data[key] = load_data(data, self.registry)

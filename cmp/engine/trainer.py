@@ -1,12 +1,21 @@
-"""The training loop: epochs of batches drawn from images already on the device.
+"""The training loop: epochs of batches, from images on the device or from a batch source.
 
-Per step: index a batch, augment it, compute the objective's loss, step the optimizer
+Per step: take a batch, augment it, compute the objective's loss, step the optimizer
 and the schedule, let the objective's components update. The objective is a method's
 `Learner` or anything with the same three calls (the supervised baseline's classifier),
 so every network cmp trains goes through this one loop, precision and checkpoint path. The loss is read back to the host
 only every `log_every` steps (and at epoch ends), so a GPU is never made to wait each
 step. Checkpoints are taken at every epoch end and every `checkpoint_seconds` of
 training, with everything needed to resume to the same result (including mid-epoch).
+
+Where batches come from: a data set held in memory is a uint8 tensor on the device,
+indexed with the epoch's permutation (no copy but the batch itself). A streamed data set
+is a `BatchSource` (`cmp.streaming.StreamingSource`): asked for an epoch's batches with
+the same permutation (on the CPU) from the step training stands at, it yields this
+process's rows of each global batch, decoded and cropped in worker processes; each is
+moved to the device asynchronously (from pinned memory on a GPU). The order, the ids and
+the resume point are the trainer's in both cases, so a resumed epoch continues with the
+same samples and every process reads only its own rows.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,6 +59,29 @@ class Objective(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
+class SourceBatch(Protocol):
+    """One batch of a `BatchSource`: uint8 images (b, C, S, S) and their data-set ids (b,)."""
+
+    images: Tensor
+    ids: Tensor
+
+
+class BatchSource(Protocol):
+    """Training batches made outside the trainer, in the trainer's order.
+
+    `epoch(epoch, perm, start_step)` yields, for steps `start_step` .. `len(self) //
+    batch_size - 1`, this process's `local_batch` rows of the global batch
+    `perm[step * batch_size : (step + 1) * batch_size]`, as `SourceBatch`es on the CPU.
+    """
+
+    batch_size: int
+    local_batch: int
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, epoch: int, perm: Tensor, start_step: int = 0) -> Iterator[SourceBatch]: ...
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The loop's settings (from the recipe's `train` section)."""
@@ -63,6 +95,8 @@ class TrainConfig:
     checkpoint_seconds: float = 600.0
     collapse_std: float = 0.0
     micro_batch: int | None = None
+    max_steps: int | None = None
+    """Stop after this many steps (a step-count budget; the last epoch is cut short)."""
 
 
 @dataclass
@@ -95,13 +129,17 @@ class TrainSummary:
 
 
 class Trainer:
-    """Runs the loop for one learner; `hooks` is the plugin manager's hook relay."""
+    """Runs the loop for one learner; `hooks` is the plugin manager's hook relay.
+
+    `images`: the training images as a uint8 tensor on the training device, or a
+    `BatchSource` (training then runs on `device`, default the generator's device).
+    """
 
     def __init__(
         self,
         learner: Objective,
         augmentation: Augmentation,
-        images: Tensor,
+        images: Tensor | BatchSource,
         optimizer: torch.optim.Optimizer,
         schedule: Any | None,
         generator: torch.Generator,
@@ -112,6 +150,7 @@ class Trainer:
         checkpoint_path: Path | None = None,
         processes: Processes = SINGLE,
         augment_generator: torch.Generator | None = None,
+        device: torch.device | None = None,
     ) -> None:
         if config.batch_size % processes.world_size:
             raise CmpError(
@@ -131,14 +170,29 @@ class Trainer:
         self.checkpoint_path = checkpoint_path
         self.processes = processes
         self.augment_generator = augment_generator or generator
-        self.device = images.device
         self.local_batch = config.batch_size // processes.world_size
+        self.source: BatchSource | None = None
+        if isinstance(images, Tensor):
+            self.device = images.device
+            count = images.shape[0]
+        else:
+            self.source = images
+            self.device = torch.device(device) if device is not None else generator.device
+            count = len(images)
+            if images.batch_size != config.batch_size or images.local_batch != self.local_batch:
+                raise CmpError(
+                    f"the batch source gives {images.local_batch} of {images.batch_size} images per step, the trainer "
+                    f"expects {self.local_batch} of {config.batch_size}", where="train.batch_size",
+                )
         self.forward: Any = learner
         if processes.distributed and any(p.requires_grad for p in learner.parameters()):  # type: ignore[attr-defined]
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(learner, device_ids=ids)  # type: ignore[arg-type]
-        self.steps_per_epoch = images.shape[0] // config.batch_size
+        self.count = count
+        self.steps_per_epoch = count // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
         self.position = Position()
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
         self.autocast_dtype = dtype
@@ -249,19 +303,24 @@ class Trainer:
         last_save = time.perf_counter()
         while p.epoch < cfg.epochs:
             if p.perm is None:
-                p.perm = torch.randperm(self.images.shape[0], generator=self.generator, device=self.device)
+                p.perm = torch.randperm(self.count, generator=self.generator, device=self.device)
                 p.step_in_epoch, p.epoch_loss_sum = 0, 0.0
             loss_sum = torch.zeros((), device=self.device)
             started = time.perf_counter()
-            while p.step_in_epoch < self.steps_per_epoch:
-                i = p.step_in_epoch
-                ids = p.perm[i * bsz : (i + 1) * bsz][self._mine]
-                loss, batch = self._train_step(self.images[ids], ids)
+            stream = self._stream(p) if self.source is not None else None
+            while p.step_in_epoch < self.steps_per_epoch and p.step < self.total_steps:
+                if stream is None:  # in memory: index the batch on the device
+                    i = p.step_in_epoch
+                    ids = p.perm[i * bsz : (i + 1) * bsz][self._mine]
+                    x = self.images[ids]
+                else:
+                    x, ids = next(stream)
+                loss, batch = self._train_step(x, ids)
                 p.step += 1
                 p.step_in_epoch += 1
                 self.learner.after_step(batch, p.step / self.total_steps)
                 loss_sum += loss
-                if p.step % cfg.log_every == 0 or p.step_in_epoch == self.steps_per_epoch:
+                if p.step % cfg.log_every == 0 or p.step_in_epoch == self.steps_per_epoch or p.step == self.total_steps:
                     self._log(loss, batch, p)
                 if self._checkpoint_due(last_save, p) and p.step_in_epoch < self.steps_per_epoch:
                     p.train_seconds += time.perf_counter() - started
@@ -269,7 +328,7 @@ class Trainer:
                     loss_sum.zero_()
                     self.save(extra)
                     started = last_save = time.perf_counter()
-            epoch_loss = (p.epoch_loss_sum + mean_across(loss_sum, self.processes).item()) / self.steps_per_epoch
+            epoch_loss = (p.epoch_loss_sum + mean_across(loss_sum, self.processes).item()) / max(1, p.step_in_epoch)
             p.train_seconds += time.perf_counter() - started
             self._check(epoch_loss, f"in epoch {p.epoch + 1}")
             p.loss_per_epoch.append(epoch_loss)
@@ -277,7 +336,7 @@ class Trainer:
             p.perm = None
             self.hooks.cmp_epoch_end(
                 run=self.run, epoch=p.epoch,
-                metrics={"loss": epoch_loss, "images_per_s": self.steps_per_epoch * bsz / max(1e-9, time.perf_counter() - started)},
+                metrics={"loss": epoch_loss, "images_per_s": p.step_in_epoch * bsz / max(1e-9, time.perf_counter() - started)},
             )
             if self.evaluate is not None and cfg.eval_every and p.epoch % cfg.eval_every == 0 and p.epoch < cfg.epochs:
                 results = self.evaluate(p.epoch)
@@ -288,6 +347,15 @@ class Trainer:
             steps=p.step, images_seen=p.step * bsz, train_seconds=p.train_seconds,
             loss_per_epoch=list(p.loss_per_epoch), eval_history=list(p.eval_history),
         )
+
+    def _stream(self, p: Position) -> Iterator[tuple[Tensor, Tensor]]:
+        """The source's batches of this epoch from the current step, moved to the device."""
+        assert self.source is not None and p.perm is not None
+        blocking = self.device.type == "cpu"
+        start = p.step_in_epoch
+        for batch in self.source.epoch(p.epoch, p.perm.cpu(), start):
+            yield batch.images.to(self.device, non_blocking=not blocking), batch.ids.to(self.device, non_blocking=not blocking)
+        raise RunFailed(f"the batch source ended epoch {p.epoch + 1} at step {p.step_in_epoch} of {self.steps_per_epoch}")
 
     @property
     def _mine(self) -> slice:

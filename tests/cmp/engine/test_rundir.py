@@ -12,7 +12,7 @@ import yaml
 
 from cmp.api.results import RESULT_FORMAT, RunResult, TrainStats
 from cmp.config.cells import resolve
-from cmp.config.recipe import load_recipe
+from cmp.config.recipe import TrainSection, load_recipe
 from cmp.engine.checkpoint import save_checkpoint
 from cmp.engine.rundir import (
     RunDirectory, _median, estimate_seconds, finished_results, older_results, read_result, write_json,
@@ -51,7 +51,7 @@ def test_median_of_odd_and_even_counts() -> None:
 
 
 def test_the_estimate_is_time_per_image_seen_plus_the_rest_scaled_by_the_split() -> None:
-    cell = SimpleNamespace(method="simclr", train=SimpleNamespace(epochs=3, batch_size=64))
+    cell = SimpleNamespace(method="simclr", train=TrainSection(epochs=3, batch_size=64))
     same = [
         result("simclr", train_time=10.0, seen=1000, wall=14.0, train_images=500),  # 0.01 s per image, rest 4 s
         result("simclr", train_time=30.0, seen=2000, wall=31.0, train_images=1000),  # 0.015, rest 1 s
@@ -63,10 +63,13 @@ def test_the_estimate_is_time_per_image_seen_plus_the_rest_scaled_by_the_split()
     rest = 2.0  # the median of 4 * 800 / 500, 1 * 800 / 1000 and 2 * 800 / 800
     assert estimate_seconds(cell, 800, [*same, other]) == pytest.approx(per_image * 2304 + rest)
     # no finished cell of this method: every method's cells are the reference
-    alone = SimpleNamespace(method="byol", train=SimpleNamespace(epochs=1, batch_size=100))
+    alone = SimpleNamespace(method="byol", train=TrainSection(epochs=1, batch_size=100))
     # per image: median of 0.01, 0.015, 0.001; rest: median of 6.4, 0.8, 99; 8 steps of 100
     assert estimate_seconds(alone, 800, same[:2] + [other]) == pytest.approx(0.01 * 800 + 6.4)
     assert estimate_seconds(cell, 800, []) is None
+    # a step budget: 5 steps of 64 images, whatever the epoch length
+    steps = SimpleNamespace(method="simclr", train=TrainSection(epochs=3, steps=5, batch_size=64))
+    assert estimate_seconds(steps, 800, same) == pytest.approx(per_image * 5 * 64 + rest)
     # a wall time below the training time (clock skew) adds nothing, never a negative time
     assert estimate_seconds(cell, 800, [result("simclr", 10.0, 1000, 9.0, 800)]) == pytest.approx(0.01 * 2304)
     # a result that does not say how many images it saw gives no time per image, only the rest

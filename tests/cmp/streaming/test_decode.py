@@ -1,0 +1,92 @@
+"""Decoding and crops: modes, full-resolution crops, the same crop for the same (seed, epoch, index)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+
+from cmp.streaming import CorruptImage, CropSpec, center_box, crop_generator, decode_bytes, eval_crop, random_crop_box, train_crop
+from tests.cmp.streaming.images import halves, picture
+
+
+def encoded(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
+    image = Image.fromarray(array)
+    buffer = io.BytesIO()
+    (image.convert(mode) if mode else image).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGBA"), ("PNG", "P"), ("WEBP", None), ("BMP", None)])
+def test_every_format_and_mode_decodes_to_the_channels_asked_for(fmt: str, mode: str | None) -> None:
+    array = picture(40, 30, np.random.default_rng(0))
+    data = encoded(array, fmt, mode)
+    for channels in (3, 1):
+        image = decode_bytes(data, channels)
+        assert image.dtype == torch.uint8 and tuple(image.shape) == (channels, 30, 40)
+    if fmt in ("PNG", "BMP") and mode != "P":  # lossless: the pixels themselves
+        assert torch.equal(decode_bytes(data, 3), torch.from_numpy(array).permute(2, 0, 1))
+
+
+def test_bytes_that_are_no_image_raise_corrupt_image_with_the_reason() -> None:
+    jpeg = encoded(picture(40, 30, np.random.default_rng(0)), "JPEG")
+    for data, reason in [(b"", "empty"), (b"\x00garbage" * 50, "cannot identify"), (jpeg[: len(jpeg) // 2], "truncated")]:
+        with pytest.raises(CorruptImage, match=reason):
+            decode_bytes(data, 3)
+
+
+def test_crops_come_from_the_full_resolution_image() -> None:
+    """Crops of 8-20% of a black | white image: cut from the full-resolution image, a crop
+    that holds the edge shows it sharp (grey in a column or two of the output); an image
+    resized once to 32 px and cropped there shows it blurred over many columns. Many
+    crops lie wholly in one half."""
+    data = encoded(halves(400, 400), "PNG")
+    spec, size, n = CropSpec(scale=(0.08, 0.2)), 64, 200
+    full = torch.stack([train_crop(data, 1, size, spec, 0, 0, i) for i in range(n)])
+    small = F.interpolate(decode_bytes(data, 1)[None].float(), size=(32, 32), mode="bilinear", antialias=True)
+    once = []
+    for i in range(n):
+        top, left, h, w = (v * 32 / 400 for v in random_crop_box(400, 400, spec, crop_generator(0, 0, i)))
+        part = small[..., int(top) : max(int(top) + 1, round(top + h)), int(left) : max(int(left) + 1, round(left + w))]
+        once.append(F.interpolate(part, size=(size, size), mode="bilinear")[0].round().to(torch.uint8))
+    resized_first = torch.stack(once)
+
+    def grey(crops: torch.Tensor) -> float:
+        return ((crops > 40) & (crops < 215)).float().mean().item()
+
+    pure = ((full <= 40).flatten(1).all(1) | (full >= 215).flatten(1).all(1)).float().mean().item()
+    assert grey(full) < 0.4 * grey(resized_first)
+    assert pure > 0.25
+
+
+def test_the_same_seed_epoch_and_index_give_the_same_crop_and_another_epoch_another() -> None:
+    data = encoded(picture(300, 220, np.random.default_rng(1)), "JPEG")
+    spec = CropSpec()
+    first = train_crop(data, 3, 48, spec, seed=7, epoch=2, index=11)
+    assert first.shape == (3, 48, 48) and first.dtype == torch.uint8
+    assert torch.equal(first, train_crop(data, 3, 48, spec, seed=7, epoch=2, index=11))
+    for other in ({"seed": 7, "epoch": 3, "index": 11}, {"seed": 7, "epoch": 2, "index": 12}, {"seed": 8, "epoch": 2, "index": 11}):
+        assert not torch.equal(first, train_crop(data, 3, 48, spec, **other))
+
+
+def test_crop_boxes_lie_in_the_image_with_area_and_ratio_in_range() -> None:
+    spec = CropSpec(scale=(0.2, 0.6), ratio=(3 / 4, 4 / 3))
+    for i, (height, width) in enumerate([(200, 500), (480, 210), (333, 333)] * 20):
+        top, left, h, w = random_crop_box(height, width, spec, crop_generator(0, 0, i))
+        assert 0 <= top and top + h <= height and 0 <= left and left + w <= width
+        assert 0.19 <= h * w / (height * width) <= 0.61 and 0.74 <= w / h <= 1.35
+    assert random_crop_box(10, 1000, spec, crop_generator(0, 0, 0)) == (0, 493, 10, 13)  # no draw fits: the central crop
+
+
+def test_evaluation_input_is_the_central_crop_of_a_resized_shorter_side() -> None:
+    data = encoded(picture(320, 240, np.random.default_rng(2)), "PNG")
+    ours = eval_crop(data, 3, 56, fraction=0.875)
+    assert torch.equal(ours, eval_crop(data, 3, 56, fraction=0.875))
+    assert center_box(240, 320, 0.875) == (15, 55, 210, 210)
+    reference = TF.center_crop(TF.resize(decode_bytes(data, 3), 64, antialias=True), [56, 56])
+    assert (ours.float() - reference.float()).abs().mean() < 3

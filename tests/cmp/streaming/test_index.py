@@ -1,0 +1,85 @@
+"""The folder index: classes and files found, the cache reused while nothing changed, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmp.errors import DataError
+from cmp.streaming import build_index
+from cmp.streaming import index as index_module
+from tests.cmp.streaming.images import CLASSES, CORRUPT, write_jpegs
+
+
+def test_finds_every_class_and_image_file(tree: Path, cache: Path) -> None:
+    index = build_index(tree, "train", cache_dir=cache)
+    assert index.classes == list(CLASSES)
+    assert len(index) == 41
+    names = [Path(index.name(i)) for i in range(len(index))]
+    assert all(path.is_file() for path in names)
+    assert [path.parent.name for path in names] == [index.classes[label] for label in index.labels]
+    assert sorted(p.suffix for p in names if p.suffix != ".jpg") == [".png"]
+    assert index.labels.dtype == np.int64 and np.bincount(index.labels).tolist() == [13, 14, 14]
+    broken = names.index(tree / "train" / CORRUPT)
+    assert index.read(broken) == (tree / "train" / CORRUPT).read_bytes()
+    assert len(build_index(tree, "val", cache_dir=cache)) == 6
+
+
+def test_a_second_start_reads_the_cache_and_a_changed_folder_is_scanned_again(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b"):
+        write_jpegs(tmp_path / "train" / name, 3, seed=len(name), sizes=(20, 30))
+    first = build_index(tmp_path, "train", cache_dir=cache)
+    assert not first.from_cache and len(list(cache.glob("*.json"))) == 1
+
+    def no_scan(folder: Path) -> list[str]:
+        raise AssertionError(f"scanned {folder} again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(index_module, "_scan", no_scan)
+        second = build_index(tmp_path, "train", cache_dir=cache)
+    assert second.from_cache
+    assert [second.name(i) for i in range(len(second))] == [first.name(i) for i in range(len(first))]
+    assert second.labels.tolist() == first.labels.tolist()
+
+    write_jpegs(tmp_path / "train" / "b" / "more", 1, seed=9, sizes=(20, 30))
+    third = build_index(tmp_path, "train", cache_dir=cache)
+    assert not third.from_cache and len(third) == 7
+    assert third.name(6).endswith("b/more/img_000.jpg")
+
+    write_jpegs(tmp_path / "train" / "b" / "more", 2, seed=9, sizes=(20, 30))  # inside a nested folder
+    assert len(build_index(tmp_path, "train", cache_dir=cache)) == 8
+
+
+def test_a_list_of_classes_restricts_the_split_and_sets_the_label_order(tree: Path, cache: Path) -> None:
+    index = build_index(tree, "train", classes=["cat", "ant"], cache_dir=cache)
+    assert index.classes == ["cat", "ant"] and len(index) == 27
+    assert all(Path(index.name(i)).parent.name == index.classes[index.labels[i]] for i in range(len(index)))
+    assert index.labels[0] == 0 and Path(index.name(0)).parent.name == "cat"
+
+
+def test_bad_folders_are_errors_that_name_the_folder(tmp_path: Path, cache: Path) -> None:
+    with pytest.raises(DataError, match="no 'train' folder") as missing:
+        build_index(tmp_path, "train", cache_dir=cache)
+    assert missing.value.where == str((tmp_path / "train").resolve())
+
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataError, match="no class folders") as bare:
+        build_index(tmp_path, "train", cache_dir=cache)
+    assert bare.value.where == str((tmp_path / "train").resolve())
+
+    write_jpegs(tmp_path / "train" / "full", 2, seed=0, sizes=(20, 30))
+    (tmp_path / "train" / "empty").mkdir()
+    (tmp_path / "train" / "empty" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="holds no images") as empty:
+        build_index(tmp_path, "train", cache_dir=cache)
+    assert empty.value.where == str((tmp_path / "train" / "empty").resolve())
+
+    shutil.rmtree(tmp_path / "train" / "empty")
+    with pytest.raises(DataError, match="no folder for class.*n01440764") as absent:
+        build_index(tmp_path, "train", classes=["full", "n01440764"], cache_dir=cache)
+    assert absent.value.where == str((tmp_path / "train").resolve())

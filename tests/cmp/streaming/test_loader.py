@@ -1,0 +1,112 @@
+"""Training batches by permutation (resume, ranks, epochs), evaluation in order, corrupt images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cmp.errors import DataError
+from cmp.streaming import Batch, CorruptImageWarning, CropSpec, ImageIndex, StreamingSource, build_index, stream_eval, train_crop
+from tests.cmp.streaming.images import CORRUPT
+
+SIZE = 24
+ignore_corrupt = pytest.mark.filterwarnings("ignore::cmp.streaming.CorruptImageWarning")
+
+
+@pytest.fixture
+def index(tree: Path, cache: Path) -> ImageIndex:
+    return build_index(tree, "train", cache_dir=cache)
+
+
+def source(index: ImageIndex, **options: object) -> StreamingSource:
+    settings: dict[str, object] = {"batch_size": 8, "size": SIZE, "seed": 3, "num_workers": 0, "max_corrupt": 0.1, **options}
+    return StreamingSource(index, **settings)  # type: ignore[arg-type]
+
+
+def perm(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def same(a: list[Batch], b: list[Batch]) -> bool:
+    return len(a) == len(b) and all(
+        torch.equal(x.images, y.images) and torch.equal(x.ids, y.ids) and torch.equal(x.labels, y.labels) for x, y in zip(a, b)
+    )
+
+
+@ignore_corrupt
+def test_a_resumed_epoch_yields_exactly_the_batches_from_its_step_on(index: ImageIndex) -> None:
+    order = perm(len(index))
+    with source(index, num_workers=2) as workers:
+        full = list(workers.epoch(4, order))
+        assert workers.steps_per_epoch == 5 and len(full) == 5
+        assert all(b.images.shape == (8, 3, SIZE, SIZE) and b.images.dtype == torch.uint8 for b in full)
+        assert torch.equal(torch.cat([b.ids for b in full]), order[:40])
+        assert torch.equal(torch.cat([b.labels for b in full]), torch.from_numpy(index.labels)[order[:40]])
+        assert same(list(workers.epoch(4, order, start_step=3)), full[3:])  # the same workers, reset
+        assert not same(list(workers.epoch(5, order)), full)  # another epoch: other crops
+    with source(index) as fresh:  # a new process after a restart, no worker processes
+        assert same(list(fresh.epoch(4, order, start_step=2)), full[2:])
+        assert list(fresh.epoch(4, order, start_step=5)) == []
+
+
+@ignore_corrupt
+def test_two_ranks_read_each_sample_of_every_global_batch_exactly_once(index: ImageIndex) -> None:
+    order = perm(len(index), seed=1)
+    whole = list(source(index).epoch(0, order))
+    ranks = [list(source(index, rank=r, world_size=2).epoch(0, order)) for r in (0, 1)]
+    for step, (global_batch, first, second) in enumerate(zip(whole, *ranks)):
+        assert torch.equal(first.ids, order[step * 8 : step * 8 + 4]) and torch.equal(second.ids, order[step * 8 + 4 : step * 8 + 8])
+        assert torch.equal(torch.cat([first.images, second.images]), global_batch.images)
+    read = torch.cat([b.ids for rank in ranks for b in rank])
+    assert len(read) == len(set(read.tolist())) == 40
+
+
+def test_a_corrupt_image_is_replaced_by_the_next_readable_one_named_and_counted(index: ImageIndex, tree: Path) -> None:
+    broken = [index.name(i) for i in range(len(index))].index(str(tree / "train" / CORRUPT))
+    order = torch.cat([torch.tensor([broken]), torch.tensor([i for i in range(len(index)) if i != broken])])
+    feed = source(index)
+    with pytest.warns(CorruptImageWarning, match="broken.jpg.*cannot decode"):
+        first = next(feed.epoch(0, order))
+    assert list(feed.corrupt) == [broken]
+    assert first.ids[0] == broken and first.labels[0] == index.labels[broken]
+    stand_in = train_crop(index.read(broken + 1), 3, SIZE, CropSpec(), 3, 0, broken)
+    assert torch.equal(first.images[0], stand_in)
+
+    strict = source(index, max_corrupt=0.01)
+    with pytest.raises(DataError, match="1 of 41 images cannot be decoded") as failed, pytest.warns(CorruptImageWarning):
+        next(strict.epoch(0, order))
+    assert failed.value.where is not None and failed.value.where.endswith(str(CORRUPT))
+
+
+@ignore_corrupt
+def test_with_no_readable_image_after_a_corrupt_one_the_error_names_the_file(tmp_path: Path, cache: Path) -> None:
+    for k in range(3):
+        (tmp_path / "split" / "only").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "split" / "only" / f"bad{k}.jpg").write_bytes(b"not a jpeg")
+    bad = build_index(tmp_path, "split", cache_dir=cache)
+    with pytest.raises(DataError, match="nor any of") as failed:
+        list(StreamingSource(bad, batch_size=3, size=8, num_workers=0, max_corrupt=1.0).epoch(0, torch.arange(3)))
+    assert failed.value.where is not None and failed.value.where.endswith("bad0.jpg")
+
+
+@ignore_corrupt
+def test_evaluation_streams_every_sample_in_order_and_shares_split_it(index: ImageIndex) -> None:
+    whole = list(stream_eval(index, size=SIZE, batch_size=16, num_workers=2, max_corrupt=0.1))
+    assert [len(b.ids) for b in whole] == [16, 16, 9]
+    assert torch.equal(torch.cat([b.ids for b in whole]), torch.arange(41))
+    assert torch.equal(torch.cat([b.labels for b in whole]), torch.from_numpy(index.labels))
+    shares = [list(stream_eval(index, size=SIZE, batch_size=16, rows=rows, num_workers=0, max_corrupt=0.1)) for rows in (slice(0, 21), slice(21, 41))]
+    assert torch.equal(torch.cat([b.images for share in shares for b in share]), torch.cat([b.images for b in whole]))
+
+
+def test_settings_that_cannot_work_are_refused(index: ImageIndex) -> None:
+    with pytest.raises(DataError, match="does not divide"):
+        source(index, batch_size=9, world_size=2)
+    with pytest.raises(DataError, match="make no batch"):
+        source(index, batch_size=64)
+    with pytest.raises(ValueError, match="permutation of 41"):
+        source(index).epoch(0, torch.arange(40))
+    with pytest.raises(ValueError, match="start step 6"):
+        source(index).epoch(0, perm(41), start_step=6)
