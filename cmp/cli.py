@@ -22,6 +22,8 @@ import shlex
 import shutil
 import sys
 import textwrap
+import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,13 +38,14 @@ from cmp.config.recipe import Override, Recipe, load_recipe
 from cmp.distributed import finish_processes, init_processes, launch, launched
 from cmp.engine.baselines import BaselineContext, baseline_key, baseline_specs, compute_baselines
 from cmp.engine.build import build, resolve_device
+from cmp.engine.data import train_count
 from cmp.engine.environment import environment
 from cmp.engine.executors import run_cells
 from cmp.engine.rundir import (
     MANIFEST, RESULT, estimate_seconds, finished_results, older_results, read_result, write_json,
 )
 from cmp.engine.runner import Runner
-from cmp.errors import CmpError
+from cmp.errors import CmpError, CmpWarning
 from cmp.report import write_report
 from cmp.report.summary import format_table, summary_table
 
@@ -99,7 +102,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_plain_warning = warnings.formatwarning
+
+
+def _format_warning(message: Any, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """cmp's own warnings (`CmpWarning`: a corrupt image replaced) as one line,
+    `cmp: warning: ...`, without Python's file, line and source; others as Python shows them."""
+    if issubclass(category, CmpWarning):
+        return f"cmp: warning: {message}\n"
+    return _plain_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning  # type: ignore[assignment]
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     args.argv = argv
@@ -150,6 +165,19 @@ def _flag_overrides(args: argparse.Namespace) -> list[Override]:
     return flags
 
 
+def _with_reference(result: BaselineResult, raw: dict[str, Any], plugins: Plugins) -> BaselineResult:
+    """A baseline recorded before baselines said whether they are a floor or a ceiling gets
+    its component's `reference` (floor when the component is not installed)."""
+    if "reference" in raw:
+        return result
+    try:
+        component = plugins.registry.get("baselines", result.baseline).build()
+    except Exception:  # not installed, or needs parameters: keep the default
+        return result
+    reference = "ceiling" if getattr(component, "reference", "floor") == "ceiling" else "floor"
+    return result.model_copy(update={"reference": reference})
+
+
 def run_command(plugins: Plugins, args: argparse.Namespace) -> int:
     overrides: list[Override] = [*_flag_overrides(args), *args.overrides]  # --set is the more specific
     if args.jobs < 1:
@@ -172,6 +200,7 @@ def run_command(plugins: Plugins, args: argparse.Namespace) -> int:
     if older:
         _stderr(f"cmp: note: {older} result(s) under {recipe_dir} were written by an older cmp; "
                 "their format changed, so those cells are computed again")
+    started = time.perf_counter()
     report_name = _report_name(recipe, cells, plugins, args)
     report_dir = args.reports / recipe.name if args.reports else DEFAULT_REPORTS / report_name
     if args.dry_run:
@@ -193,6 +222,8 @@ def run_command(plugins: Plugins, args: argparse.Namespace) -> int:
         "environment": environment(resolve_device(cells[0].train.device), processes.world_size),
         "cells": [c.key() for c in cells], "baselines": [json.loads(b.to_json()) for b in baselines],
         "overrides": list(args.overrides), "report": report_name,
+        "claims": [c.model_dump() for c in recipe.model.claims],
+        "wall_time_s": time.perf_counter() - started,
     }
     write_json(recipe_dir / MANIFEST, manifest)
     paths = write_report(recipe.name, results, baselines, report_dir, manifest, recipe.model.description,
@@ -323,8 +354,7 @@ def _check_data(runner: Runner, cells: list[Cell]) -> tuple[dict[str, int], dict
                 problem = problem.replace(off, would) if off in problem else f"{problem}; {would}"
             missing[cell.data.dataset] = problem
             continue
-        unlabeled = 0 if data.unlabeled_images is None else data.unlabeled_images.shape[0]
-        images[key] = int(data.train_images.shape[0] + unlabeled)
+        images[key] = train_count(data)
     return images, missing
 
 
@@ -420,7 +450,7 @@ def report_command(plugins: Plugins, args: argparse.Namespace) -> int:
             if not keys or result.key in keys:
                 results.append(result)
         name = manifest.get("recipe", recipe_dir.name)
-        baselines = [BaselineResult.model_validate(b) for b in manifest.get("baselines", [])]
+        baselines = [_with_reference(BaselineResult.model_validate(b), b, plugins) for b in manifest.get("baselines", [])]
         out_dir = args.out / name if args.out else _report_dir_for(name, manifest, results)
         paths = write_report(name, results, baselines, out_dir, manifest or None, manifest.get("description"),
                              hooks=plugins.hook)

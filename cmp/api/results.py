@@ -115,6 +115,9 @@ class BaselineResult(_Record):
     label: str
     key: str
     seed: int | None = None
+    reference: Literal["floor", "ceiling"] = "floor"
+    """A floor is what every method should beat (flagged in reports when one does not); a
+    ceiling an upper reference (a supervised encoder)."""
     status: Literal["ok", "failed"] = "ok"
     reason: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -16,13 +16,16 @@ from typing import Any
 
 from cmp.api.results import BaselineResult, RunResult
 from cmp.report.document import Figure, Section, Table
-from cmp.report.figures import batch_size_figure, curve_panels, curves_figure
+from cmp.report.figures import batch_size_figure, curve_panels, curves_figure, metric_curves_figure
 from cmp.report.files import write_csv, write_json
 from cmp.report.groups import Group, group_results, result_order
 from cmp.report.html import render_html
 from cmp.report.markdown import render_markdown
 from cmp.report.metrics import ReportMetric, report_metrics
-from cmp.report.tables import evaluation_protocol, failures_table, loss_table, method_table
+from cmp.report.claims import Claim, ClaimResult, check_claims, comparisons_table
+from cmp.report.tables import (
+    baseline_standing, evaluation_protocol, failures_table, loss_table, method_table, settings_table, time_split,
+)
 
 __all__ = [
     "Figure", "Group", "ReportMetric", "Section", "Table", "curve_panels", "group_results", "plugin_sections",
@@ -44,31 +47,57 @@ def write_report(
     groups = group_results(results)
     metrics = report_metrics(results, baselines)
 
-    intro = [description] if description else []
-    if invocation:
+    invocation = invocation or {}
+    overrides = invocation.get("overrides") or []
+    intro = []
+    if description:
+        intro.append(f"*The recipe's description; this run changed it with {', '.join(f'`--set {o}`' for o in overrides)}:* "
+                     f"{description}" if overrides else description)
+    if "command" in invocation:
         env = invocation.get("environment", {})
         intro.append(
-            f"Made by `{invocation.get('command', '?')}` on {env.get('device_name', '?')} "
+            f"Made by `{invocation.get('command', '?')}` on {machine(env)} "
             f"(cmp {env.get('cmp', '?')}, torch {env.get('torch', '?')}), {invocation.get('finished', '')}."
         )
     ok, failed = sum(len(g.ok) for g in groups), sum(len(g.failed) for g in groups)
-    runs_dir = (invocation or {}).get("runs_dir", "RUNS_DIR")
+    runs_dir = invocation.get("runs_dir", "RUNS_DIR")
     intro.append(f"{ok} cell(s) finished, {failed} failed. Regenerate with `cmp report {runs_dir}`.")
 
+    claims = check_claims([Claim.from_dict(c) for c in invocation.get("claims") or []], groups, metrics)
+    standing, below = baseline_standing(groups, baselines, metrics)
+    sections = [summary_section(groups, metrics, claims, below, bool(standing))]
     protocol = evaluation_protocol(results)
-    sections = [Section("Methods", [method_table(groups, baselines, metrics), *([protocol] if protocol else [])])]
-    figure = batch_size_figure(groups, metrics, out_dir / "batch_size.png")
+    sections.append(Section("Methods", [method_table(groups, baselines, metrics), *([protocol] if protocol else [])]))
+    if standing:
+        sections.append(Section("Against the baselines", [standing]))
+    figure = batch_size_figure(groups, [m for m in metrics if m.info.percent], out_dir / "batch_size.png",
+                               baselines=baselines)
     if figure:
         sections.append(Section("Metrics against batch size", [figure]))
-    tables = [t for t in (loss_table(results, m) for m in metrics) if t]
+    tables = [t for t in (loss_table(results, m) for m in metrics if m.info.percent) if t]
     if tables:
         sections.append(Section("Losses and negative sources", list(tables)))
-    curves = curves_figure(groups, metrics, out_dir / "curves.png")
-    if curves:
-        sections.append(Section("Training curves", [curves]))
+    subset = evaluation_subset(results)
+    # curves evaluated on a subset are not comparable with baselines measured on every image
+    accuracy = [m for m in metrics if m.info.percent]  # losses differ in scale, so these go per loss
+    curves = curves_figure(groups, accuracy, out_dir / "curves.png", baselines=[] if subset else baselines)
+    if curves and subset:
+        curves.caption += (f" Evaluations during training, and so these curves, use a fixed subset of {subset:,} "
+                           "training and test images; the tables' final values use every image.")
+    diagnostics = metric_curves_figure(groups, [m for m in metrics if not m.info.percent], out_dir / "diagnostics.png")
+    if diagnostics and subset:
+        diagnostics.caption += f" On the fixed subset of {subset:,} images evaluated during training."
+    if curves or diagnostics:
+        sections.append(Section("Training curves", [f for f in (curves, diagnostics) if f]))
+    sections.append(Section("What was run", [settings_table(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
     failures = [r for g in groups for r in g.failed]
     if failures:
         sections.append(Section("Failed cells", [failures_table(failures)]))
+    comparisons = comparisons_table(groups, metrics)
+    if claims or comparisons:
+        sections.append(Section("Claims and paired comparisons", [
+            *(claim_paragraphs(claims)), *([comparisons] if comparisons else []),
+        ]))
     if hooks is not None:
         sections += plugin_sections(hooks, results, baselines, out_dir)
 
@@ -80,6 +109,50 @@ def write_report(
     write_csv(results, metrics, paths["csv"])
     write_json(name, results, baselines, groups, metrics, invocation, paths["json"])
     return paths
+
+
+def evaluation_subset(results: list[RunResult]) -> int | None:
+    """The `train.eval_subset` of cells that evaluated during training on a subset, if any did."""
+    for r in results:
+        train = r.config.get("train") or {}
+        if r.ok and train.get("eval_every") and train.get("eval_subset") and len(r.eval_history) > 1:
+            if (r.train_images or 0) > train["eval_subset"] or (r.test_images or 0) > train["eval_subset"]:
+                return int(train["eval_subset"])
+    return None
+
+
+def machine(env: dict[str, Any]) -> str:
+    """`Intel(R) Xeon(R) Processor (2 threads)`, or the accelerator's name."""
+    return str(env.get("device_name", "?"))
+
+
+def summary_section(
+    groups: list[Group], metrics: list[ReportMetric], claims: list[ClaimResult], below: list[str], baselines: bool
+) -> Section:
+    """The answer first: the best group per percentage metric, methods below a baseline, the claims' verdicts."""
+    blocks: list[Any] = []
+    lines = []
+    for m in (m for m in metrics if m.info.percent):
+        scored = [(e.mean, g) for g in groups if g.ok and (e := g.metric(m.name)) is not None]
+        if scored:
+            value, best = max(scored, key=lambda s: s[0]) if m.info.higher_is_better else min(scored, key=lambda s: s[0])
+            lines.append(f"- Best on {m.info.label}: {best.label}, {m.format(best.metric(m.name))}.")
+    if below:
+        lines += [f"- **Below a baseline:** {line}." for line in below]
+    elif baselines and any(g.ok for g in groups):
+        lines.append("- Every method is above every baseline it should beat (raw pixels, a random encoder), "
+                     "on every percentage metric.")
+    verdicts = {"supported": "reproduced", "contradicted": "reversed", "inconclusive": "not shown"}
+    for c in claims:
+        lines.append(f"- Claim {c.claim.text()} ({c.context}, {c.metric.info.label}): **{verdicts[c.verdict]}**.")
+    if lines:
+        blocks.append("\n".join(lines))
+    return Section("Summary", blocks)
+
+
+def claim_paragraphs(claims: list[ClaimResult]) -> list[str]:
+    """One paragraph per claim and context, with its numbers."""
+    return [c.sentence() for c in claims]
 
 
 def plugin_sections(hooks: Any, results: list[RunResult], baselines: list[BaselineResult], out_dir: Path) -> list[Section]:

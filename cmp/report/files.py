@@ -1,8 +1,9 @@
 """The report's data files: results.csv (one row per cell) and results.json (groups and records).
 
 results.csv has fixed identity and cost columns and one column per metric found in the
-results, named by the metric and holding its value as stored (a fraction for a percentage
-metric, as in result.json and TensorBoard); results.json says how each metric is shown.
+results, in the report's unit: a percentage metric in percent, its column named
+`<metric>_percent` (result.json and TensorBoard keep the fraction); results.json says how
+each metric is shown.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ COST_COLUMNS = ["final_loss", "train_time_s", "wall_time_s", "images_per_s", "pe
 
 
 def metric_columns(metrics: list[ReportMetric]) -> dict[str, str]:
-    """CSV column of each metric: its name, or `metric.<name>` where the name is a fixed column's."""
+    """CSV column of each metric: its name (`_percent` appended for a percentage), or
+    `metric.<name>` where that is a fixed column's."""
     fixed = set(IDENTITY_COLUMNS) | set(COST_COLUMNS)
-    return {m.name: f"metric.{m.name}" if m.name in fixed else m.name for m in metrics}
+    columns = {m.name: f"{m.name}_percent" if m.info.percent else m.name for m in metrics}
+    return {name: f"metric.{column}" if column in fixed else column for name, column in columns.items()}
 
 
-def csv_row(result: RunResult, columns: dict[str, str]) -> dict[str, Any]:
-    """One cell's CSV row; `columns` maps each metric to its column."""
+def csv_row(result: RunResult, columns: dict[str, str], scale: dict[str, float] | None = None) -> dict[str, Any]:
+    """One cell's CSV row; `columns` maps each metric to its column, `scale` to its unit (default 1)."""
+    scale = scale or {}
     train_config = result.config.get("train") or {}
     parts = result.config.get("parts") or {}
     stats = result.train
@@ -41,7 +45,8 @@ def csv_row(result: RunResult, columns: dict[str, str]) -> dict[str, Any]:
         "seed": train_config.get("seed"), "batch_size": train_config.get("batch_size"), "epochs": train_config.get("epochs"),
         "loss": loss_label(parts["loss"]) if parts.get("loss") else "",
         "negative_source": (parts.get("negative_source") or {}).get("name", ""),
-        **{column: result.metrics.get(name) for name, column in columns.items()},
+        **{column: None if result.metrics.get(name) is None else result.metrics[name] * scale.get(name, 1.0)
+           for name, column in columns.items()},
         "final_loss": stats.final_loss if stats else None, "train_time_s": stats.train_time_s if stats else None,
         "wall_time_s": result.wall_time_s, "images_per_s": stats.images_per_s if stats else None,
         "peak_memory_mb": result.peak_memory_mb, "sweep": json.dumps(result.sweep, sort_keys=True),
@@ -54,7 +59,8 @@ def write_csv(results: list[RunResult], metrics: list[ReportMetric], path: Path)
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*IDENTITY_COLUMNS, *columns.values(), *COST_COLUMNS])
         writer.writeheader()
-        writer.writerows(csv_row(r, columns) for r in results)
+        scale = {m.name: m.scale for m in metrics}
+        writer.writerows(csv_row(r, columns, scale) for r in results)
 
 
 def write_json(

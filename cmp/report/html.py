@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 
 from cmp.report.document import Figure, Section, Table
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px}"
-    "td:not(:first-child){text-align:right}th{background:#f3f3f3}img{max-width:100%}"
+    "table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:4px 10px}"
+    "td:not(:first-child){text-align:right;white-space:nowrap}th{background:#f3f3f3}img{max-width:100%}"
     "caption{caption-side:bottom;font-style:italic;color:#555;padding-top:4px}code{background:#f3f3f3;padding:1px 4px}"
 )
 
@@ -30,7 +31,7 @@ def render_html(title: str, intro: list[str], sections: list[Section]) -> str:
                 out.append(f"<figure><img src='data:image/png;base64,{data}' alt='{escape(block.caption)}'>"
                            f"<figcaption><i>{escape(block.caption)}</i></figcaption></figure>")
             else:
-                out.append(f"<p>{_inline(str(block))}</p>")
+                out.append(_paragraph(str(block)))
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -45,7 +46,20 @@ def _table(table: Table) -> list[str]:
     return out
 
 
+def _paragraph(text: str) -> str:
+    """A paragraph, or a list when every line starts with `- ` (the Markdown the report writes)."""
+    lines = text.split("\n")
+    if all(line.startswith("- ") for line in lines):
+        return "<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in lines) + "</ul>"
+    return f"<p>{_inline(text)}</p>"
+
+
 def _inline(text: str) -> str:
-    """Markdown's `code` spans to <code>, the rest escaped."""
+    """Markdown's `code` spans to <code>, **bold** and *italic* outside them, the rest escaped."""
     parts = escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    return "".join(f"<code>{p}</code>" if i % 2 else _emphasis(p) for i, p in enumerate(parts))
+
+
+def _emphasis(text: str) -> str:
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", text)

@@ -26,7 +26,7 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 def summary_table(results: list[RunResult], baselines: list[BaselineResult]) -> str:
     """Each metric (in % where it is a percentage), wall time and images/s for every cell and baseline."""
     metrics = report_metrics(results, baselines)
-    header = ["run", "status", *(m.name for m in metrics), "time", "images/s"]
+    header = ["run", "status", *(m.name for m in metrics), "wall time", "images/s"]
     rows = []
     for r in results:
         ips = r.train.images_per_s if r.train else None

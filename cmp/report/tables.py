@@ -17,7 +17,7 @@ from cmp.report.stats import estimate
 
 def method_table(groups: list[Group], baselines: list[BaselineResult], metrics: list[ReportMetric]) -> Table:
     """One row per finished group, then one per baseline: each metric over seeds, and costs."""
-    header = ["run", "seeds", *(m.label for m in metrics), "train time (s)", "images/s", "peak memory (MB)"]
+    header = ["run", "seeds", *(m.label for m in metrics), "train time (s)", "cell time (s)", "images/s", "peak memory (MB)"]
     rows = []
     for g in groups:
         if not g.ok:
@@ -25,6 +25,7 @@ def method_table(groups: list[Group], baselines: list[BaselineResult], metrics: 
         rows.append([
             g.label, str(len(g.ok)), *(m.format(g.metric(m.name)) for m in metrics),
             _number(g.mean_of(lambda r: r.train.train_time_s if r.train else None), 1),
+            _number(g.mean_of(lambda r: r.wall_time_s), 1),
             _number(g.mean_of(lambda r: r.train.images_per_s if r.train else None), 0),
             _number(g.mean_of(lambda r: r.peak_memory_mb), 0),
         ])
@@ -33,9 +34,11 @@ def method_table(groups: list[Group], baselines: list[BaselineResult], metrics: 
         for m in metrics:
             values = [b.metrics[m.name] for b in items if m.name in b.metrics]
             cells.append(m.format(estimate(values) if values else None))
-        rows.append([f"baseline: {label}", str(len(items)), *cells, "-", "-", "-"])
+        rows.append([f"baseline: {label}", str(len(items)), *cells, "-",
+                     _number(sum(b.wall_time_s for b in items) / len(items), 1), "-", "-"])
     return Table(header, rows, "Mean ± 95% interval (Student t) over seeds; one value where a single seed ran. "
-                 "A baseline's seeds are those of the cells that asked for it.")
+                 "A baseline's seeds are those of the cells that asked for it. Train time: the training loop alone; "
+                 "cell time: the whole cell (data, building, training, evaluation), as the terminal's wall time.")
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -103,3 +106,125 @@ def _param(value: Any) -> str:
 def failures_table(failed: list[RunResult]) -> Table:
     """Each failed cell and why it failed."""
     return Table(["cell", "reason"], [[r.cell, r.reason or "-"] for r in failed])
+
+
+def settings_table(groups: list[Group]) -> Table:
+    """What each group ran: budget, batch, effective learning rate, precision, device, parts.
+
+    Read from the results themselves (the resolved configuration and what training
+    measured), so a value changed with `--set` shows as run.
+    """
+    rows = []
+    for g in groups:
+        if not g.ok:
+            continue
+        r = g.ok[0]
+        train = r.config.get("train") or {}
+        parts = r.config.get("parts") or {}
+        stats = r.train
+        rows.append([
+            g.label,
+            str(stats.epochs if stats else train.get("epochs", "-")),
+            _number(stats.steps if stats else None, 0),
+            _number(stats.images_seen if stats else None, 0),
+            str(train.get("batch_size", "-")) + (f" ({train['micro_batch']} a chunk)" if train.get("micro_batch") else ""),
+            "-" if not stats or stats.effective_lr is None else f"{stats.effective_lr:.4g}",
+            str(train.get("precision", "-")), r.device,
+            _part(parts.get("encoder")), _part(parts.get("augmentation")),
+            _number(r.train_images, 0),
+        ])
+    return Table(
+        ["run", "epochs", "steps", "images seen", "batch", "effective lr", "precision", "device", "encoder",
+         "augmentation", "training images"],
+        rows, "As run: the resolved configuration of the first seed (seeds differ only in their seed) and what "
+        "its training measured; effective lr is the optimizer's base learning rate after batch-size scaling. "
+        "Each run's config.yaml holds every resolved parameter.",
+    )
+
+
+PART_TEXT = 40
+"""Characters of a part's parameters shown in the settings table (config.yaml has them all)."""
+
+
+def _part(choice: dict[str, Any] | None) -> str:
+    """`convnet (widths=[32, 64, 128])`: a part's name and its set parameters, cut to `PART_TEXT`."""
+    if not choice:
+        return "-"
+    params = ", ".join(f"{k}={_param(v)}" for k, v in (choice.get("params") or {}).items() if v is not None)
+    if len(params) > PART_TEXT:
+        params = params[:PART_TEXT].rsplit(", ", 1)[0] + ", …"
+    return f"{choice.get('name')} ({params})" if params else str(choice.get("name"))
+
+
+def time_split(results: list[RunResult], baselines: list[BaselineResult], wall_time_s: float | None) -> Table:
+    """Where the wall time went: training loops, evaluations, the rest of the cells, baselines."""
+    fresh = [r for r in results if r.ok and r.train]
+    train = sum(r.train.train_time_s for r in fresh if r.train)
+    evaluation = sum(r.eval_time_s or 0.0 for r in fresh)
+    cells = sum(r.wall_time_s for r in fresh)
+    base = sum(b.wall_time_s for b in baselines if b.ok)
+    total = wall_time_s if wall_time_s else cells + base
+    rows = [
+        ["training (the loops)", _minutes(train), _share(train, total)],
+        ["evaluation (during and after training)", _minutes(evaluation), _share(evaluation, total)],
+        ["rest of the cells (data, building, checkpoints)", _minutes(max(0.0, cells - train - evaluation)),
+         _share(max(0.0, cells - train - evaluation), total)],
+        ["baselines", _minutes(base), _share(base, total)],
+    ]
+    if wall_time_s:
+        rows.append(["rest of the run (loading, report)", _minutes(max(0.0, total - cells - base)),
+                     _share(max(0.0, total - cells - base), total)])
+    rows.append(["total", _minutes(total), "100%"])
+    training_share = train / cells if cells else 0.0
+    return Table(["part", "time (min)", "share"], rows,
+                 f"Sums over the cells and baselines as they were computed (a cached one counts the time it took when "
+                 f"it ran). Training is {100 * training_share:.0f}% of the cells' own wall time.")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f}"
+
+
+def _share(part: float, total: float) -> str:
+    return f"{100 * part / total:.0f}%" if total > 0 else "-"
+
+
+def baseline_standing(groups: list[Group], baselines: list[BaselineResult], metrics: list[ReportMetric]) -> tuple[Table | None, list[str]]:
+    """Each group's margin over each baseline (mean − mean) per percentage metric, and the groups below one.
+
+    Returns the table and, per group below some floor baseline (raw pixels, a random
+    encoder; not a ceiling such as a supervised encoder), one line saying where.
+    """
+    shown = [m for m in metrics if m.info.percent]
+    base = {label: items for label, items in baseline_groups(baselines).items()}
+    columns = [(m, label) for m in shown for label, items in base.items() if any(m.name in b.metrics for b in items)]
+    if not columns:
+        return None, []
+    floors = {label for label, items in base.items() if all(b.reference == "floor" for b in items)}
+    rows, below = [], []
+    for g in groups:
+        if not g.ok:
+            continue
+        cells, mine_below = [], []
+        for m, label in columns:
+            mine = g.metric(m.name)
+            values = [b.metrics[m.name] for b in base[label] if m.name in b.metrics]
+            if mine is None:
+                cells.append("-")
+                continue
+            reference = sum(values) / len(values)
+            margin = m.scale * (mine.mean - reference)
+            worse = margin < 0 if m.info.higher_is_better else margin > 0
+            flagged = worse and label in floors
+            cells.append(f"{margin:+.{m.digits}f}" + (" ✗" if flagged else ""))
+            if flagged:
+                mine_below.append(f"{label} on {m.info.label} ({m.format_value(mine.mean)} vs {m.format_value(reference)})")
+        rows.append([g.label, *cells])
+        if mine_below:
+            below.append(f"{g.label}: below {'; '.join(mine_below)}")
+    header = ["run", *(f"{m.info.label} − {label}" for m, label in columns)]
+    ceilings = sorted(set(base) - floors)
+    caption = "Mean over seeds minus the baseline's mean, in points; ✗ marks a method below a baseline it should beat."
+    if ceilings:
+        caption += f" {', '.join(ceilings)}: an upper reference, not flagged."
+    return Table(header, rows, caption), below

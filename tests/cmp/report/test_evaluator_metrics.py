@@ -56,7 +56,7 @@ def test_the_declared_metric_is_a_column_of_every_table_and_file(tmp_path: Path,
     page = paths["html"].read_text()
     assert "<th>probe AUC (%)</th>" in page and "<td>92.00 ± 4.97</td>" in page
     rows = list(csv.DictReader(paths["csv"].open()))
-    assert [float(r["probe_auc"]) for r in rows] == pytest.approx([0.90, 0.92, 0.94])
+    assert [float(r["probe_auc_percent"]) for r in rows] == pytest.approx([90.0, 92.0, 94.0])  # the report's unit
 
 
 def test_the_declared_metric_gets_a_curve(tmp_path: Path, probed: list[RunResult], plotted_panels: dict[str, list[str]]) -> None:

@@ -45,7 +45,8 @@ def test_report_files_tables_plots_and_failures(tmp_path: Path, synthetic: list[
     invocation = {"command": "cmp run recipes/synthetic.yaml", "environment": {"device_name": "test cpu", "cmp": "0", "torch": "x"}}
     paths = write_report("synthetic", synthetic, baselines, tmp_path / "out", invocation, "A synthetic report.")
     md = paths["markdown"].read_text()
-    assert "| run | seeds | kNN top-1 (%) | linear top-1 (%) | train time (s) | images/s | peak memory (MB) |" in md
+    assert ("| run | seeds | kNN top-1 (%) | linear top-1 (%) | train time (s) | cell time (s) | images/s "
+            "| peak memory (MB) |") in md
     assert "| simclr (batch_size=64, loss=nt_xent) | 3 | 82.00 ± 4.97 | 87.00 ± 4.97 |" in md
     assert "| baseline: random_init (convnet) | 2 | 61.00 ± 12.71 |" in md
     assert "`cmp run recipes/synthetic.yaml`" in md
@@ -64,7 +65,9 @@ def test_report_files_tables_plots_and_failures(tmp_path: Path, synthetic: list[
     rows = list(csv.DictReader(paths["csv"].open()))
     assert len(rows) == len(synthetic) and {r["status"] for r in rows} == {"ok", "failed"}
     simclr_row = next(r for r in rows if r["cell"] == "simclr[b=64,s=0,l=nt_xent]")
-    assert float(simclr_row["knn_top1"]) == pytest.approx(0.80) and float(simclr_row["linear_top1"]) == pytest.approx(0.85)
+    # the report's unit: percent, said by the column's name
+    assert float(simclr_row["knn_top1_percent"]) == pytest.approx(80.0)
+    assert float(simclr_row["linear_top1_percent"]) == pytest.approx(85.0)
     summary = json.loads(paths["json"].read_text())
     assert len(summary["cells"]) == len(synthetic)
     assert summary["metrics"]["knn_top1"] == {"label": "kNN top-1", "percent": True, "higher_is_better": True}
