@@ -101,6 +101,7 @@ def _worker(rank: int, world: int, port: int, batch: int, steps: int, threads: i
         result = measure(Processes(rank, world, rank), batch, steps, device)
         if rank == 0:
             queue.put(result)
+        dist.barrier()  # leave together: a rank tearing down gloo early aborts its peer
     finally:
         dist.destroy_process_group()
 

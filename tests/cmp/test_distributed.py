@@ -113,6 +113,7 @@ def worker(rank: int, port: int, out: str) -> None:
     try:
         processes = Processes(rank, WORLD, rank)
         torch.save({name: train(case, processes) for name, case in CASES.items()}, Path(out) / f"rank{rank}.pt")
+        dist.barrier()  # no rank leaves while another's gloo pairs still talk to it (SIGABRT in teardown)
     finally:
         dist.destroy_process_group()
 

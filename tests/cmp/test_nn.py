@@ -318,6 +318,7 @@ def gather_in_process(process: int, init_file: str, out_dir: str) -> None:
         (gathered * weights_of(process)).sum().backward()
         result = {"rank": rank(), "world": world_size(), "gathered": gathered.detach(), "grad": x.grad}
         torch.save(result | {"keys": gather_no_grad(x)}, Path(out_dir) / f"{process}.pt")
+        dist.barrier()  # no rank leaves while another's gloo pairs still talk to it (SIGABRT in teardown)
     finally:
         dist.destroy_process_group()
 

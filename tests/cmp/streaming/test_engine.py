@@ -212,6 +212,7 @@ def ddp_worker(rank: int, port: int, root: str, cache: str, out: str) -> None:
                           None, SilentHooks(), processes=Processes(rank, 2, rank))
         trainer.fit()
         torch.save(objective.seen, Path(out) / f"rank{rank}.pt")
+        dist.barrier()  # no rank leaves while another's gloo pairs still talk to it (SIGABRT in teardown)
     finally:
         dist.destroy_process_group()
 
