@@ -46,6 +46,12 @@ class StepResult:
     better: Any
     worse: Any
     difference: PairedDifference | None
+    better_label: str | None = None
+    worse_label: str | None = None
+
+    def labels(self) -> tuple[str, str]:
+        """The two values as the sentence names them, parameters included (`nt_logistic (temperature=0.5)`)."""
+        return self.better_label or format_value(self.better), self.worse_label or format_value(self.worse)
 
 
 @dataclass(frozen=True)
@@ -70,14 +76,15 @@ class ClaimResult:
         step_word = {"supported": "holds", "contradicted": "reversed", "inconclusive": "interval holds 0"}
         pieces = []
         for s in self.steps:
+            better, worse = s.labels()
             if s.difference is None:
-                pieces.append(f"{format_value(s.better)} − {format_value(s.worse)}: no shared seeds")
+                pieces.append(f"{better} − {worse}: no shared seeds")
                 continue
             d, unit = s.difference, " points" if self.metric.info.percent else ""
             mean = f"{d.mean * self.metric.scale:+.{self.metric.digits}f}"
             spread = "" if d.half_width is None else f" ± {d.half_width * self.metric.scale:.{self.metric.digits}f}"
             p = "" if d.p_value is None else f", {format_p(d.p_value)}"
-            pieces.append(f"{format_value(s.better)} − {format_value(s.worse)} {mean}{spread}{unit} "
+            pieces.append(f"{better} − {worse} {mean}{spread}{unit} "
                           f"over {d.n} seeds{p} ({step_word[d.verdict()]})")
         source = f" ({self.claim.source})" if self.claim.source else ""
         return (f"**{short_key(self.claim.factor)}: {self.claim.text()}**{source} — {self.context}, {self.metric.info.label}: "
@@ -105,11 +112,13 @@ def check_claims(claims: Sequence[Claim], groups: Sequence[Group], metrics: Sequ
                     forward, backward = pairs.get((_key(better), _key(worse))), pairs.get((_key(worse), _key(better)))
                     if forward is not None:
                         diff = paired_difference(seed_values(forward.a, metric.name), seed_values(forward.b, metric.name))
+                        labels = forward.a_label(), forward.b_label()
                     elif backward is not None:
                         diff = paired_difference(seed_values(backward.b, metric.name), seed_values(backward.a, metric.name))
+                        labels = backward.b_label(), backward.a_label()
                     else:
                         continue
-                    steps.append(StepResult(better, worse, diff))
+                    steps.append(StepResult(better, worse, diff, *labels))
                 if steps:
                     results.append(ClaimResult(claim, metric, context, tuple(steps)))
     return results
@@ -125,7 +134,7 @@ def comparisons_table(groups: Sequence[Group], metrics: Sequence[ReportMetric]) 
             diff = paired_difference(seed_values(c.a, m.name), seed_values(c.b, m.name))
             cells.append("-" if diff is None else f"{diff.format(m.scale, m.digits)}, n={diff.n}")
         if any(cell != "-" for cell in cells):
-            rows.append([short_key(c.factor), f"{format_value(c.a_value)} − {format_value(c.b_value)}", c.context_label(), *cells])
+            rows.append([short_key(c.factor), f"{c.a_label()} − {c.b_label()}", c.context_label(), *cells])
     if not rows or not shown:
         return None
     return Table(

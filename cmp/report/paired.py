@@ -6,6 +6,10 @@ order, augmentation draws) cancels in the per-seed difference. A `PairedDifferen
 mean of those differences, its 95% Student-t interval and the two-sided paired t-test's
 p-value (scipy's `ttest_rel`); `verdict` reads the interval: "A > B" is supported when it
 lies above 0, contradicted when it lies below, inconclusive when it holds 0.
+
+A part's parameters belong to the part: `loss.params.temperature` set beside `loss.name`
+(each loss at its own temperature, as the SimCLR paper's table 2 tunes them) is one factor,
+`loss.name`, whose values are labelled with those parameters.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scipy import stats as scipy_stats
@@ -98,7 +102,11 @@ def seed_values(group: Group, metric: str) -> dict[int, float]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Two groups that differ in exactly one factor: `a` and `b` its values, `context` the rest."""
+    """Two groups that differ in exactly one factor: `a` and `b` its values, `context` the rest.
+
+    `a_params`/`b_params` are the factor's companion settings (a part's swept parameters) of
+    each side, shown in its label but not part of the value a claim names.
+    """
 
     factor: str
     a: Group
@@ -106,6 +114,8 @@ class Comparison:
     a_value: Any
     b_value: Any
     context: dict[str, Any]
+    a_params: dict[str, Any] = field(default_factory=dict)
+    b_params: dict[str, Any] = field(default_factory=dict)
 
     def context_label(self) -> str:
         parts = [f"{short_key(k)}={format_value(v)}" for k, v in self.context.items() if k != METHOD_FACTOR]
@@ -113,9 +123,33 @@ class Comparison:
             parts.insert(0, str(self.context[METHOD_FACTOR]))
         return ", ".join(parts) if parts else "-"
 
+    def a_label(self) -> str:
+        return _with_params(self.a_value, self.a_params)
+
+    def b_label(self) -> str:
+        return _with_params(self.b_value, self.b_params)
+
+
+def _with_params(value: Any, params: dict[str, Any]) -> str:
+    """`nt_logistic (temperature=0.5)`."""
+    if not params:
+        return format_value(value)
+    inner = ", ".join(f"{key.rsplit('.', 1)[-1]}={format_value(v)}" for key, v in sorted(params.items()))
+    return f"{format_value(value)} ({inner})"
+
+
+def owner(key: str) -> str | None:
+    """The factor a setting belongs to: `loss.params.temperature` -> `loss.name`; None for a factor of its own."""
+    part, sep, rest = key.partition(".params.")
+    return f"{part}.name" if sep and rest else None
+
 
 def _settings(group: Group) -> dict[str, Any]:
     return {METHOD_FACTOR: group.method, **{k: v for k, v in group.settings.items() if k != SEED_KEY}}
+
+
+def _same(x: Any, y: Any) -> bool:
+    return json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True)
 
 
 def one_factor_comparisons(groups: Sequence[Group]) -> list[Comparison]:
@@ -123,17 +157,22 @@ def one_factor_comparisons(groups: Sequence[Group]) -> list[Comparison]:
 
     A factor that is absent from one group's settings (a second sweep grid) is a difference
     too, so cells at a fixed step count are never paired with cells at a fixed epoch count.
+    A part's parameters count with its name when the name differs (see the module docstring).
     """
     found: list[Comparison] = []
     finished = [g for g in groups if g.ok]
     for i, a in enumerate(finished):
         for b in finished[i + 1:]:
             sa, sb = _settings(a), _settings(b)
-            keys = set(sa) | set(sb)
-            differing = [k for k in keys if json.dumps(sa.get(k), sort_keys=True) != json.dumps(sb.get(k), sort_keys=True)]
-            if len(differing) != 1 or differing[0] not in sa or differing[0] not in sb:
+            differing = {k for k in set(sa) | set(sb) if k not in sa or k not in sb or not _same(sa[k], sb[k])}
+            factors = {owner(k) if owner(k) in differing else k for k in differing}
+            if len(factors) != 1:
                 continue
-            factor = differing[0]
-            context = {k: v for k, v in sa.items() if k != factor}
-            found.append(Comparison(factor, a, b, sa[factor], sb[factor], context))
+            (factor,) = factors
+            if factor not in sa or factor not in sb:
+                continue
+            companions = {k for k in set(sa) | set(sb) if owner(k) == factor} if factor != METHOD_FACTOR else set()
+            context = {k: v for k, v in sa.items() if k != factor and k not in companions}
+            found.append(Comparison(factor, a, b, sa[factor], sb[factor], context,
+                                    {k: sa[k] for k in companions if k in sa}, {k: sb[k] for k in companions if k in sb}))
     return found

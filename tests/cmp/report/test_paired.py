@@ -75,6 +75,34 @@ def test_one_factor_comparisons_pair_groups_that_differ_in_one_setting() -> None
     ]
 
 
+def with_temperature(result, temperature: float):  # type: ignore[no-untyped-def]
+    """The cell as a second sweep grid sets it: `loss.params.temperature` beside `loss.name`."""
+    return result.model_copy(update={"sweep": {**result.sweep, "loss.params.temperature": temperature}})
+
+
+def test_a_loss_swept_with_its_own_temperature_is_one_factor_with_the_other_losses() -> None:
+    """Grid 1 sweeps nt_xent and margin_triplet, grid 2 nt_logistic at temperature 0.5: the
+    paper's table 2 compares losses each at its tuned temperature, so these are one factor."""
+    results = [r if r.sweep["loss.name"] != "nt_logistic" else with_temperature(r, 0.5) for r in loss_results()]
+    groups = group_results(results)
+    described = sorted((c.factor, c.a_label(), c.b_label(), c.context_label()) for c in one_factor_comparisons(groups))
+    assert described == [
+        ("loss.name", "nt_logistic (temperature=0.5)", "margin_triplet", "simclr, batch_size=256"),
+        ("loss.name", "nt_xent", "margin_triplet", "simclr, batch_size=256"),
+        ("loss.name", "nt_xent", "nt_logistic (temperature=0.5)", "simclr, batch_size=256"),
+    ]
+    metrics = [m for m in report_metrics(results) if m.name == "knn_top1"]
+    (result,) = check_claims([Claim("loss.name", ("nt_xent", "nt_logistic", "margin_triplet"))], groups, metrics)
+    assert [s.labels() for s in result.steps] == [("nt_xent", "nt_logistic (temperature=0.5)"),
+                                                  ("nt_logistic (temperature=0.5)", "margin_triplet")]
+    assert result.steps[0].difference is not None and result.steps[0].difference.mean == pytest.approx(0.02)
+    assert "nt_xent − nt_logistic (temperature=0.5) +2.00 ± 2.48 points" in result.sentence()
+    # two temperatures of one loss: the temperature is the factor, the loss its context
+    hotter = [with_temperature(r, 1.0) for r in loss_results() if r.sweep["loss.name"] == "nt_logistic"]
+    (pair,) = [c for c in one_factor_comparisons(group_results(results + hotter)) if c.factor == "loss.params.temperature"]
+    assert (pair.a_value, pair.b_value) in ((0.5, 1.0), (1.0, 0.5)) and "loss=nt_logistic" in pair.context_label()
+
+
 def test_a_claim_is_checked_pair_by_pair_with_its_numbers() -> None:
     groups = group_results(loss_results())
     metrics = [m for m in report_metrics(loss_results()) if m.name == "knn_top1"]
