@@ -1,4 +1,10 @@
-"""Learning-rate schedules stepped once per training step, with linear warm-up."""
+"""Learning-rate schedules stepped once per training step, with linear warm-up.
+
+The warm-up is given in epochs (`warmup_epochs`, the papers' unit) or as a share of the
+whole budget (`warmup_fraction`): under a step budget the second keeps the warm-up the same
+share of training at every batch size, where one epoch may be the whole budget at a small
+batch and a single step at a large one.
+"""
 
 from __future__ import annotations
 
@@ -21,21 +27,30 @@ def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, final_f
     return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def warmup_steps(total_steps: int, steps_per_epoch: int, warmup_epochs: float, warmup_fraction: float) -> int:
+    """Warm-up length in steps, from epochs or from a share of `total_steps` (not both)."""
+    if warmup_epochs and warmup_fraction:
+        raise ValueError(f"give warmup_epochs ({warmup_epochs}) or warmup_fraction ({warmup_fraction}), not both "
+                         "(a preset may set warmup_epochs: set it to 0 beside warmup_fraction)")
+    steps = warmup_fraction * total_steps if warmup_fraction else warmup_epochs * steps_per_epoch
+    return min(total_steps, round(steps))
+
+
 def cosine(
     optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, *,
-    warmup_epochs: NonNegative = 0.0, final_lr_fraction: Probability = 0.0,
+    warmup_epochs: NonNegative = 0.0, warmup_fraction: Probability = 0.0, final_lr_fraction: Probability = 0.0,
 ) -> LambdaLR:
-    """Cosine decay to final_lr_fraction x lr after a linear warm-up of warmup_epochs."""
-    warmup = min(total_steps, round(warmup_epochs * steps_per_epoch))
+    """Cosine decay to final_lr_fraction x lr after a linear warm-up (warmup_epochs, or warmup_fraction of the budget)."""
+    warmup = warmup_steps(total_steps, steps_per_epoch, warmup_epochs, warmup_fraction)
     return LambdaLR(optimizer, lambda s: warmup_cosine_factor(s, total_steps, warmup, final_lr_fraction))
 
 
 def constant(
     optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, *,
-    warmup_epochs: NonNegative = 0.0,
+    warmup_epochs: NonNegative = 0.0, warmup_fraction: Probability = 0.0,
 ) -> LambdaLR:
-    """A constant learning rate after a linear warm-up of warmup_epochs."""
-    warmup = min(total_steps, round(warmup_epochs * steps_per_epoch))
+    """A constant learning rate after a linear warm-up (warmup_epochs, or warmup_fraction of the budget)."""
+    warmup = warmup_steps(total_steps, steps_per_epoch, warmup_epochs, warmup_fraction)
     return LambdaLR(optimizer, lambda s: (s + 1) / warmup if s < warmup else 1.0)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from cmp_plugins.optimizers import lars, scaled_lr, sgd
-from cmp_plugins.schedules import cosine, warmup_cosine_factor
+from cmp_plugins.schedules import constant, cosine, warmup_cosine_factor, warmup_steps
 
 
 def test_lars_step_matches_hand_computation() -> None:
@@ -62,3 +64,30 @@ def test_cosine_schedule_warms_up_then_decays() -> None:
         schedule.step()
     assert lrs[0] == pytest.approx(0.2) and lrs[9] == pytest.approx(2.0)
     assert lrs[25] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 15 / 30)))
+
+
+def lrs_of(schedule_of: Callable[[torch.optim.Optimizer], LambdaLR], steps: int) -> list[float]:
+    """The learning rate at each of `steps` steps of a schedule over an optimizer with lr 1."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1.0)
+    schedule = schedule_of(opt)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    return lrs
+
+
+def test_a_warmup_fraction_is_the_same_share_of_a_step_budget_whatever_the_epoch_length() -> None:
+    # 32 steps: one epoch of batch 256 on 8 192 images is the whole budget, of batch 4 096 two steps
+    assert warmup_steps(32, 32, 1.0, 0.0) == 32 and warmup_steps(32, 2, 1.0, 0.0) == 2
+    assert warmup_steps(32, 32, 0.0, 0.1) == warmup_steps(32, 2, 0.0, 0.1) == 3
+    assert warmup_steps(32, 2, 0.0, 0.0) == 0
+    for epoch_length in (32, 2):
+        lrs = lrs_of(lambda opt, n=epoch_length: cosine(opt, 32, n, warmup_fraction=0.1), 32)
+        assert lrs[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+        assert lrs[3 + 14] == pytest.approx(0.5 * (1 + math.cos(math.pi * 14 / 29)))
+        held = lrs_of(lambda opt, n=epoch_length: constant(opt, 32, n, warmup_fraction=0.25), 12)
+        assert held == pytest.approx([1 / 8, 2 / 8, 3 / 8, 4 / 8, 5 / 8, 6 / 8, 7 / 8, 1.0, 1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"give warmup_epochs \(1.0\) or warmup_fraction \(0.1\), not both"):
+        cosine(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1.0), 32, 2, warmup_epochs=1.0, warmup_fraction=0.1)
