@@ -108,6 +108,14 @@ def failures_table(failed: list[RunResult]) -> Table:
     return Table(["cell", "reason"], [[r.cell, r.reason or "-"] for r in failed])
 
 
+def _batch(train: dict[str, Any]) -> str:
+    """`4096 (1024 a chunk)` when gradient caching split the batch, else the batch alone."""
+    batch, chunk = train.get("batch_size"), train.get("micro_batch")
+    if batch is None:
+        return "-"
+    return f"{batch} ({chunk} a chunk)" if chunk and chunk < batch else str(batch)
+
+
 def settings_table(groups: list[Group]) -> Table:
     """What each group ran: budget, batch, effective learning rate, precision, device, parts.
 
@@ -127,7 +135,7 @@ def settings_table(groups: list[Group]) -> Table:
             str(stats.epochs if stats else train.get("epochs", "-")),
             _number(stats.steps if stats else None, 0),
             _number(stats.images_seen if stats else None, 0),
-            str(train.get("batch_size", "-")) + (f" ({train['micro_batch']} a chunk)" if train.get("micro_batch") else ""),
+            _batch(train),
             "-" if not stats or stats.effective_lr is None else f"{stats.effective_lr:.4g}",
             str(train.get("precision", "-")), r.device,
             _part(parts.get("encoder")), _part(parts.get("augmentation")),

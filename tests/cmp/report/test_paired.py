@@ -155,6 +155,9 @@ def test_the_settings_table_shows_what_ran_and_the_time_split_adds_up(tmp_path: 
     # epochs as trained (TrainStats says 2), precision and micro batch as configured
     row = next(line for line in md.splitlines() if line.startswith("| simclr (batch_size=64, loss=nt_xent) | 2 | 20 |"))
     assert "| 64 (32 a chunk) |" in row and "| bf16 |" in row
+    whole = [r.model_copy(update={"config": {**r.config, "train": {**r.config["train"], "micro_batch": 64}}}) for r in results]
+    md_whole = write_report("whole", whole, [], tmp_path / "whole", {})["markdown"].read_text()
+    assert "| 64 |" in md_whole and "a chunk" not in md_whole  # a chunk as large as the batch splits nothing
     # two cells of 10 s and 11 s training, 12 s wall each, in 60 s: training 21 s = 35%
     assert "| training (the loops) | 0.3 | 35% |" in md
     assert "Training is 88% of the cells' own wall time" in md  # 21 of 24 s
