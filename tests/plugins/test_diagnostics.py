@@ -120,6 +120,9 @@ def test_spread_rows_is_a_fixed_subset_over_the_whole_split() -> None:
     assert spread_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
     rows = spread_rows(10_000, 2000)
     assert len(set(rows.tolist())) == 2000 and rows[0] == 0 and rows[-1] == 9999
+    # exact for any split size: 2**25 + 2 is not a float32, so a float32 grid would miss the last row
+    assert spread_rows(2**25 + 3, 3).tolist() == [0, 2**24 + 1, 2**25 + 2]
+    assert diagnostics().uniformity_rows == 2000  # the documented default
 
 
 def test_evaluator_reports_every_metric_on_the_test_features() -> None:
