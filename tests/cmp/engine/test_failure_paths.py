@@ -5,6 +5,7 @@ Every run here is a few steps on scikit-learn's digits with a tiny encoder.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,23 @@ def test_a_lifecycle_plugin_failing_at_run_end_loses_no_result(tmp_path: Path, c
     assert "cmp: warning: a plugin failed at run end: OSError: the experiment tracker is unreachable" in capsys.readouterr().err
 
 
+def test_lifecycle_plugins_learn_the_cell_and_its_result_records_device_time_and_processes(tmp_path: Path) -> None:
+    from tests.helpers import recording_lifecycle
+
+    recording_lifecycle.SEEN.clear()
+    started = time.perf_counter()
+    assert run(tmp_path, TINY, "-p", "tests.helpers.recording_lifecycle") == 0
+    elapsed = time.perf_counter() - started
+    (cell,) = results(tmp_path)
+    (start, start_run, _), (end, end_run, seen_result) = recording_lifecycle.SEEN
+    assert (start, end) == ("start", "end") and start_run is end_run
+    assert (end_run.name, end_run.recipe, end_run.method, end_run.key) == (cell.cell, "tiny", "simclr", cell.key)
+    assert end_run.config == cell.config and end_run.dir.name == f"simclr-{cell.key}"
+    assert seen_result == cell
+    assert cell.device == "cpu" and cell.environment["processes"] == 1
+    assert 0 < cell.wall_time_s < elapsed
+
+
 def test_an_unreadable_checkpoint_is_set_aside_and_the_cell_trains_from_scratch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -125,6 +143,23 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_cell_trains_from_scratch(
 
     assert run(tmp_path, TINY) == 0  # the rerun is cached: no further file set aside
     assert not (run_dir / "checkpoint.pt.unreadable-2").exists()
+
+
+def test_a_cell_with_a_checkpoint_and_no_result_resumes_from_it_to_the_same_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In this process (the killed-subprocess test is the end-to-end one): the checkpoint is read and used."""
+    text = TINY.replace("log_every: 2}", "log_every: 2, checkpoint_minutes: 0.00001}")
+    assert run(tmp_path, text) == 0
+    (first,) = results(tmp_path)
+    run_dir = next((tmp_path / "runs" / "tiny").glob("simclr-*"))
+    assert (run_dir / "checkpoint.pt").is_file()
+    (run_dir / "result.json").unlink()
+    assert run(tmp_path, text) == 0
+    (second,) = results(tmp_path)
+    assert first.train is not None and second.train is not None
+    assert first.train.resumed_from_step is None and second.train.resumed_from_step == first.train.steps
+    assert second.metrics == first.metrics and second.train.loss_per_epoch == first.train.loss_per_epoch
 
 
 def test_a_checkpoint_of_another_configuration_is_set_aside_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
