@@ -33,7 +33,6 @@ class Runner:
     def __init__(
         self, plugins: Plugins, out_dir: Path, echo: Callable[[str], None] = print, processes: Processes = SINGLE,
     ) -> None:
-        self.plugins = plugins
         self.registry = plugins.registry
         self.processes = processes
         self.hooks = plugins.hook if processes.is_main else SilentHooks()

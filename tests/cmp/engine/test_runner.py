@@ -128,3 +128,20 @@ def test_jobs_run_cells_in_parallel_processes(tmp_path: Path) -> None:
     results = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "jobs").glob("*/result.json")]
     assert sorted(r["config"]["train"]["seed"] for r in results) == [0, 1]
     assert all(r["status"] == "ok" for r in results)
+
+
+def test_the_runner_loads_each_data_section_once_whatever_its_key_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    import cmp.engine.runner as runner_module
+    from cmp.api.loader import load_plugins
+    from cmp.config.recipe import DataSection
+
+    loaded: list[DataSection] = []
+    monkeypatch.setattr(runner_module, "load_data", lambda data, registry: loaded.append(data) or object())
+    runner = runner_module.Runner(load_plugins("none"), tmp_path)
+    first = runner.data_for(DataSection(dataset="digits", params={"x": 1, "y": 2}))
+    assert runner.data_for(DataSection(dataset="digits", params={"y": 2, "x": 1})) is first
+    # a YAML date in a plugin's params is a value too (safe_load makes it a datetime.date)
+    dated = runner.data_for(DataSection(dataset="digits", subset=10, params={"when": datetime.date(2026, 11, 27)}))
+    assert dated is not first and len(loaded) == 2 and loaded[1].subset == 10
