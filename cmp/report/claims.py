@@ -10,7 +10,6 @@ comparisons (every two groups differing in one factor) are tabled beside them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,9 @@ from typing import Any
 from cmp.report.document import Table
 from cmp.report.groups import Group, format_value, short_key
 from cmp.report.metrics import ReportMetric
-from cmp.report.paired import Comparison, PairedDifference, Verdict, format_p, one_factor_comparisons, paired_difference, seed_values
+from cmp.report.paired import (
+    Comparison, PairedDifference, Verdict, format_p, one_factor_comparisons, paired_difference, seed_values, value_key,
+)
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,6 @@ class ClaimResult:
                 f"**{answer[self.verdict]}**; " + "; ".join(pieces) + ".")
 
 
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
 def check_claims(claims: Sequence[Claim], groups: Sequence[Group], metrics: Sequence[ReportMetric]) -> list[ClaimResult]:
     """Every claim on each of its metrics in every context where its factor's values ran."""
     comparisons = one_factor_comparisons(groups)
@@ -104,12 +101,12 @@ def check_claims(claims: Sequence[Claim], groups: Sequence[Group], metrics: Sequ
         by_context: dict[str, dict[tuple[str, str], Comparison]] = {}
         for c in comparisons:
             if c.factor == claim.factor:
-                by_context.setdefault(c.context_label(), {})[(_key(c.a_value), _key(c.b_value))] = c
+                by_context.setdefault(c.context_label(), {})[(value_key(c.a_value), value_key(c.b_value))] = c
         for context, pairs in by_context.items():
             for metric in chosen:
                 steps = []
                 for better, worse in zip(claim.order, claim.order[1:]):
-                    forward, backward = pairs.get((_key(better), _key(worse))), pairs.get((_key(worse), _key(better)))
+                    forward, backward = pairs.get((value_key(better), value_key(worse))), pairs.get((value_key(worse), value_key(better)))
                     if forward is not None:
                         diff = paired_difference(seed_values(forward.a, metric.name), seed_values(forward.b, metric.name))
                         labels = forward.a_label(), forward.b_label()

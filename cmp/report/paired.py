@@ -148,8 +148,13 @@ def _settings(group: Group) -> dict[str, Any]:
     return {METHOD_FACTOR: group.method, **{k: v for k, v in group.settings.items() if k != SEED_KEY}}
 
 
+def value_key(value: Any) -> str:
+    """A swept value as a comparable string: mappings equal whatever their key order."""
+    return json.dumps(value, sort_keys=True)
+
+
 def _same(x: Any, y: Any) -> bool:
-    return json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True)
+    return value_key(x) == value_key(y)
 
 
 def one_factor_comparisons(groups: Sequence[Group]) -> list[Comparison]:
