@@ -6,7 +6,9 @@ change the speed), in fp32, bf16, fp16 with the GradScaler, bf16 + channels_last
 bf16 + channels_last + torch.compile, each with its peak memory; the engine's step against
 `benchmarks.step_overhead`'s bare PyTorch loops; the batched on-device augmentation against
 torchvision v2 per sample in DataLoader workers; kNN evaluation with FAISS on the CPU
-against a matmul + top-k on the device; one SimCLR epoch against lightly, when installed.
+against a matmul + top-k on the device; one SimCLR epoch against lightly, when installed;
+streamed JPEGs (generated, 200-500 px) decoded in DataLoader workers against decoded on
+the device (nvJPEG on a GPU), views made on the device either way.
 Every figure is measured in this run; what is not measured says `skipped (reason)`.
 
     python -m benchmarks.accelerator            # one GPU: under 5 minutes
@@ -92,6 +94,8 @@ class Sizes:
     lightly_images: int
     lightly_batch: int
     lightly_rounds: int
+    stream_images: int
+    stream_batch: int
     budget_s: float
     resnet_side: int = 32
     compile_skip: str | None = None
@@ -107,23 +111,27 @@ def choose_sizes(device: torch.device, quick: bool) -> Sizes:
         return Sizes(batch=256, resnet_batch=256, steps=20, warmup=5, overhead_steps=30, overhead_rounds=5,
                      aug_images=16384, aug_rgb_images=4096, aug_workers=workers,
                      knn_train=50000, knn_test=10000, knn_dim=512,
-                     lightly_images=60000, lightly_batch=256, lightly_rounds=2, budget_s=280.0)
+                     lightly_images=60000, lightly_batch=256, lightly_rounds=2,
+                     stream_images=3000, stream_batch=256, budget_s=280.0)
     if device.type == "cuda":
         return Sizes(batch=128, resnet_batch=128, steps=3, warmup=2, overhead_steps=5, overhead_rounds=2,
                      aug_images=2048, aug_rgb_images=512, aug_workers=workers,
                      knn_train=5000, knn_test=1000, knn_dim=128,
-                     lightly_images=2048, lightly_batch=128, lightly_rounds=1, budget_s=120.0)
+                     lightly_images=2048, lightly_batch=128, lightly_rounds=1,
+                     stream_images=512, stream_batch=128, budget_s=120.0)
     if quick:
         return Sizes(batch=16, resnet_batch=8, steps=1, warmup=1, overhead_steps=3, overhead_rounds=2,
                      aug_images=128, aug_rgb_images=32, aug_workers=1,
                      knn_train=2000, knn_test=500, knn_dim=64,
-                     lightly_images=256, lightly_batch=64, lightly_rounds=1, budget_s=60.0, resnet_side=16,
+                     lightly_images=256, lightly_batch=64, lightly_rounds=1,
+                     stream_images=48, stream_batch=16, budget_s=60.0, resnet_side=16,
                      compile_skip="--quick on a CPU: compiling takes minutes here",
                      fp16_skip="--quick on a CPU: fp16 is emulated here, seconds a step; measured on the first row")
     return Sizes(batch=128, resnet_batch=16, steps=5, warmup=2, overhead_steps=10, overhead_rounds=3,
                  aug_images=1024, aug_rgb_images=256, aug_workers=workers,
                  knn_train=20000, knn_test=2000, knn_dim=128,
-                 lightly_images=5000, lightly_batch=256, lightly_rounds=3, budget_s=900.0)
+                 lightly_images=5000, lightly_batch=256, lightly_rounds=3,
+                 stream_images=1000, stream_batch=128, budget_s=900.0)
 
 
 @dataclass
@@ -400,6 +408,23 @@ def lightly_row(bench: Bench, data: Data) -> Row:
     return Row("lightly epoch time / cmp epoch time", setting, f"{result.ratio:.2f}", result.detail())
 
 
+def streaming_row(bench: Bench) -> Row:
+    from benchmarks.streaming_throughput import cmp_streaming, write_images
+
+    s, device = bench.sizes, bench.device
+    root = Path(bench.out) / "jpegs"
+    write_images(root, s.stream_images)
+    where = "GPU" if device.type == "cuda" else device.type.upper()
+    setting = (f"{s.stream_images} JPEGs of 200-500 px, batch {s.stream_batch}, {s.aug_workers} workers, "
+               f"two 96 px SimCLR views on the {where}")
+    rates = {}
+    for on_device in (False, True):
+        seconds, images, _ = cmp_streaming(root, s.aug_workers, s.stream_batch, 96, device, decode_on_device=on_device)
+        rates[on_device] = images / seconds
+    detail = f"decoded in the workers {rates[False]:,.0f} images/s, on the {where} (decode_on: device) {rates[True]:,.0f} images/s"
+    return Row("streaming: decoded on the device / in workers", setting, f"{rates[True] / rates[False]:.2f}", detail)
+
+
 def measured(bench: Bench, what: str, setting: str, work: Callable[[], Row]) -> Row:
     """`work()`'s row, or one saying how it failed (the other rows are still measured);
     either way said on stderr, so a long run shows it is alive."""
@@ -443,6 +468,7 @@ def run(bench: Bench) -> list[Row]:
     rows.append(measured(bench, "kNN evaluation: FAISS CPU time / torch time", "", lambda: knn_speedup(bench)))
     rows.append(measured(bench, "lightly epoch time / cmp epoch time", "one SimCLR epoch",
                          lambda: lightly_row(bench, grey)))
+    rows.append(measured(bench, "streaming: decoded on the device / in workers", "", lambda: streaming_row(bench)))
     for _, index, measure in sorted(compiled, key=lambda c: c[:2]):  # SimCLR on both encoders first
         rows[index] = measure()
     return rows

@@ -15,8 +15,12 @@ the main process:
 
 Each path runs one epoch to start its workers, then one timed epoch; images/s is over the
 timed one. On a CPU-only machine the augmentation shares the cores with the workers.
+With `--device cuda` cmp's views are made on the GPU, and a third row decodes the JPEGs
+there too (`decode_on: device`: nvJPEG in batches, the workers only read bytes and choose
+crops).
 
     python -m benchmarks.streaming_throughput --images 1000 --workers 2
+    python -m benchmarks.streaming_throughput --images 5000 --workers 8 --device cuda
 """
 
 from __future__ import annotations
@@ -56,25 +60,36 @@ def write_images(root: Path, count: int, seed: int = 0) -> None:
         Image.fromarray(pixels).save(folder / f"{k:06d}.jpg", "JPEG", quality=90)
 
 
-def cmp_streaming(root: Path, workers: int, batch: int, size: int) -> tuple[float, float, str]:
-    """(seconds of the timed epoch, images in it, detail) for cmp's path."""
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cmp_streaming(root: Path, workers: int, batch: int, size: int, device: torch.device = torch.device("cpu"),
+                  decode_on_device: bool = False) -> tuple[float, float, str]:
+    """(seconds of the timed epoch, images in it, detail) for cmp's path: views made on
+    `device`, JPEGs decoded in the workers or (`decode_on_device`) on `device`."""
     index = build_index(root, "train", use_cache=False)
     info = DataInfo("bench", 3, size, size, len(index.classes), MEAN, STD)
-    augment = simclr(info, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), blur_prob=0.0)
-    generator = torch.Generator().manual_seed(0)
+    augment = simclr(info, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), blur_prob=0.0).to(device)
+    generator = torch.Generator(device).manual_seed(0)
     order = torch.Generator().manual_seed(1)
     seconds, augmenting = 0.0, 0.0
-    with StreamingSource(index, batch_size=batch, size=size, crop=CropSpec(), num_workers=workers) as source:
+    with StreamingSource(index, batch_size=batch, size=size, crop=CropSpec(), num_workers=workers,
+                         pin_memory=device.type == "cuda", decode_device=device if decode_on_device else None) as source:
         for epoch in range(2):
+            synchronize(device)
             started = time.perf_counter()
             augmenting = 0.0
             for images in source.epoch(epoch, torch.randperm(len(index), generator=order)):
                 begun = time.perf_counter()
-                first, second = augment(images.images, generator)
+                first, second = augment(images.images.to(device, non_blocking=True), generator)
                 augmenting += time.perf_counter() - begun
+            synchronize(device)
             seconds = time.perf_counter() - started
         steps = source.steps_per_epoch
-    return seconds, steps * batch, f"of which the batched augmentation in the main process {augmenting:.2f} s"
+    where = "on the GPU" if device.type == "cuda" else "in the main process"
+    return seconds, steps * batch, f"of which the batched augmentation {where} {augmenting:.2f} s (launch time on a GPU)"
 
 
 class TwoViews:
@@ -119,7 +134,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of both paths")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--device", default="cpu", help="where cmp makes the views (cpu, cuda); with cuda also a row decoding there")
     args = parser.parse_args()
+    device = torch.device(args.device)
     with tempfile.TemporaryDirectory(prefix="cmp-streaming-") as temporary:
         root = args.root
         if root is None:
@@ -130,15 +147,21 @@ def main() -> None:
         print(describe_machine())
         print(f"CPUs: {os.cpu_count()}; workers: {args.workers}; batch {args.batch}; views 2 x {args.size} px")
         rows = [
-            ("cmp streaming (decode + full-res crop in workers, batched simclr views)", *cmp_streaming(root, args.workers, args.batch, args.size)),
+            ("cmp streaming (decode + full-res crop in workers, batched simclr views)",
+             *cmp_streaming(root, args.workers, args.batch, args.size, device)),
             ("torchvision ImageFolder + transforms.v2 per sample (two views)", *torchvision_per_sample(root, args.workers, args.batch, args.size)),
         ]
+        if device.type == "cuda":
+            rows.append(("cmp streaming, JPEGs decoded on the GPU (decode_on: device)",
+                         *cmp_streaming(root, args.workers, args.batch, args.size, device, decode_on_device=True)))
     print("\n| path | images/s | timed epoch | detail |\n|---|---:|---:|---|")
     rates = []
     for name, seconds, images, detail in rows:
         rates.append(images / seconds)
         print(f"| {name} | {images / seconds:,.0f} | {images} images in {seconds:.2f} s | {detail} |")
     print(f"| ratio cmp / torchvision | {rates[0] / rates[1]:.2f}x | | |")
+    if len(rates) > 2:
+        print(f"| ratio decoded on the GPU / in the workers | {rates[2] / rates[0]:.2f}x | | |")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ set. ImageNet-100 is `image_tree` with `classes` the file of its 100 class ids
 one channel, the mean of its three); `estimate` measures them on the evaluation crops of
 a fixed sample of 256 training images; `auto` is `imagenet` for colour, `estimate` for
 grey.
+
+`decode_on`: `workers` (default) decodes every image in the worker processes; `device`
+leaves the JPEGs to be decoded in batches on the model's device (nvJPEG on a GPU), the
+workers only reading bytes and choosing the crop boxes: the same crops, fewer CPU cores
+needed. Not measured on a GPU yet, hence not the default.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 """Where a relative `classes` file is also looked for (the checkout holding `recipes/`)."""
 
 Statistics = Literal["auto", "imagenet", "estimate"]
+DecodeOn = Literal["workers", "device"]
 ShardSpec = Union[str, list[str]]
 
 
@@ -91,13 +97,14 @@ def statistics_of(images: EncodedImages, statistics: Statistics, channels: int, 
 def _streamed(
     name: str, train: EncodedImages, test: EncodedImages, *, size: int, channels: int,
     crop_scale: tuple[float, float], crop_ratio: tuple[float, float], eval_fraction: float,
-    num_workers: int | None, max_corrupt: float, statistics: Statistics,
+    num_workers: int | None, max_corrupt: float, statistics: Statistics, decode_on: DecodeOn,
 ) -> StreamedData:
     mean, std = statistics_of(train, statistics, channels, size, eval_fraction)
     return StreamedData(
         name, train, test, list(train.classes), channels, size, mean, std,
         crop_scale=tuple(crop_scale), crop_ratio=tuple(crop_ratio), eval_fraction=eval_fraction,  # type: ignore[arg-type]
         num_workers=default_workers() if num_workers is None else num_workers, max_corrupt=max_corrupt,
+        decode_on=decode_on,
     )
 
 
@@ -107,7 +114,7 @@ def image_tree(
     train_split: str = "train", val_split: str = "val",
     crop_scale: FractionRange = (0.08, 1.0), crop_ratio: PositiveRange = (3 / 4, 4 / 3),
     eval_fraction: Fraction = 0.875, num_workers: NonNegativeInt | None = None,
-    max_corrupt: Probability = 0.01, statistics: Statistics = "auto",
+    max_corrupt: Probability = 0.01, statistics: Statistics = "auto", decode_on: DecodeOn = "workers",
 ) -> StreamedData:
     """An ImageNet-style tree, streamed: root/train/<class>/*.jpg and root/val/<class>/*.jpg.
 
@@ -128,6 +135,7 @@ def image_tree(
     return _streamed(
         "image_tree", train, test, size=size, channels=channels, crop_scale=crop_scale, crop_ratio=crop_ratio,
         eval_fraction=eval_fraction, num_workers=num_workers, max_corrupt=max_corrupt, statistics=statistics,
+        decode_on=decode_on,
     )
 
 
@@ -173,7 +181,7 @@ def image_shards(
     size: PositiveInt = 224, channels: Literal[1, 3] = 3,
     crop_scale: FractionRange = (0.08, 1.0), crop_ratio: PositiveRange = (3 / 4, 4 / 3),
     eval_fraction: Fraction = 0.875, num_workers: NonNegativeInt | None = None,
-    max_corrupt: Probability = 0.01, statistics: Statistics = "auto",
+    max_corrupt: Probability = 0.01, statistics: Statistics = "auto", decode_on: DecodeOn = "workers",
 ) -> StreamedData:
     """WebDataset tar shards (key.jpg + key.cls), streamed by random access.
 
@@ -195,7 +203,7 @@ def image_shards(
     return _streamed(
         "image_shards", train_set, test_set, size=size, channels=channels, crop_scale=crop_scale,
         crop_ratio=crop_ratio, eval_fraction=eval_fraction, num_workers=num_workers, max_corrupt=max_corrupt,
-        statistics=statistics,
+        statistics=statistics, decode_on=decode_on,
     )
 
 

@@ -96,6 +96,9 @@ class StreamedData:
     statistics (ImageNet's, or an estimate from a fixed sample), since a pass over the
     data set to compute them would take as long as an epoch. More than `max_corrupt`
     (a fraction) undecodable images end the run with an error naming one of them.
+    `decode_on`: "workers" decodes every image in the worker processes; "device" leaves
+    the JPEGs to the main process, decoded in batches on the model's device (nvJPEG on
+    a GPU, `cmp.streaming.device_decode`), the workers only reading bytes and choosing crops.
     """
 
     name: str
@@ -111,6 +114,7 @@ class StreamedData:
     eval_fraction: float = 0.875
     num_workers: int = 2
     max_corrupt: float = 0.01
+    decode_on: str = "workers"
 
     def info(self) -> DataInfo:
         """Channels, the training size, classes and the fixed statistics."""

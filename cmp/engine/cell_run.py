@@ -157,7 +157,7 @@ def streaming_source(data: StreamedData, images: Any, batch_size: int, seed: int
         images, batch_size=batch_size, size=data.size, channels=data.channels,
         crop=CropSpec(data.crop_scale, data.crop_ratio), seed=seed, rank=processes.rank,
         world_size=processes.world_size, num_workers=data.num_workers, pin_memory=device.type == "cuda",
-        max_corrupt=data.max_corrupt,
+        max_corrupt=data.max_corrupt, decode_device=device if data.decode_on == "device" else None,
     )
 
 
@@ -166,7 +166,7 @@ def evaluation_splits(data: Data, device: torch.device) -> Splits:
     if isinstance(data, StreamedData):
         return StreamedSplits(
             data.train, data.test, len(data.classes), data.channels, data.size, device, fraction=data.eval_fraction,
-            num_workers=data.num_workers, max_corrupt=data.max_corrupt,
+            num_workers=data.num_workers, max_corrupt=data.max_corrupt, decode_on=data.decode_on,
         )
     return LabelledSplits(
         data.train_images.to(device), data.train_labels.to(device),

@@ -160,7 +160,8 @@ class StreamedSplits:
 
     The evaluation input of an image is its central square of `fraction` x its shorter
     side resized to `size` (`cmp.streaming.eval_crop`), decoded in `num_workers` worker
-    processes, `batch_size` at a time. Labels live on `device`.
+    processes, `batch_size` at a time (with `decode_on` "device", JPEGs decoded on
+    `device` instead, as `cmp.streaming.stream_eval` says). Labels live on `device`.
     """
 
     train: EncodedImages
@@ -173,6 +174,7 @@ class StreamedSplits:
     batch_size: int = EVAL_BATCH
     num_workers: int = 2
     max_corrupt: float = 0.01
+    decode_on: str = "workers"
 
     @functools.cached_property
     def train_labels(self) -> Tensor:
@@ -189,6 +191,7 @@ class StreamedSplits:
         return stream_eval(
             images, size=self.size, batch_size=self.batch_size, channels=self.channels, fraction=self.fraction,
             rows=rows, num_workers=self.num_workers, pin_memory=self.device.type == "cuda", max_corrupt=self.max_corrupt,
+            decode_device=self.device if self.decode_on == "device" else None,
         )
 
     @functools.cached_property

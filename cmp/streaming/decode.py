@@ -132,10 +132,17 @@ def center_box(height: int, width: int, fraction: float) -> Box:
 
 
 def resized_crop(image: Tensor, box: Box, size: int) -> Tensor:
-    """uint8 (C, H, W) cropped to `box` and resized to (C, size, size), antialiased bilinear."""
+    """uint8 (C, H, W) cropped to `box` and resized to (C, size, size), antialiased bilinear.
+
+    On the CPU PyTorch resizes uint8 directly; elsewhere (CUDA has no uint8 antialiased
+    kernel) through float32, rounded back to uint8.
+    """
     top, left, h, w = box
     part = image[None, :, top : top + h, left : left + w]
-    return F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    if image.device.type == "cpu":
+        return F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    resized = F.interpolate(part.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def train_crop(data: bytes | bytearray, channels: int, size: int, spec: CropSpec, seed: int, epoch: int, index: int) -> Tensor:

@@ -17,7 +17,11 @@ sample in index order (deterministic, so a resumed run sees the same), keeping i
 (ids in a batch stay unique: a step's in-batch masks rely on it), with a
 `CorruptImageWarning` naming the file for the first `WARN_FILES` of them; when more than
 `max_corrupt` (a fraction of the data set) are found, or no readable image follows one,
-it is a `DataError` naming the file. One unreadable JPEG in a million (ImageNet has a
+it is a `DataError` naming the file.
+
+`decode_device` moves JPEG decoding out of the workers: they read the bytes and header and
+choose the crop box, and the batch is decoded on that device in the main process
+(`cmp.streaming.device_decode`: nvJPEG on a GPU). The crops are the same boxes either way. One unreadable JPEG in a million (ImageNet has a
 few odd files) should not end a week's run, but a broken copy of the data set should stop
 it early and say where.
 """
@@ -34,7 +38,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cmp.errors import CmpWarning, DataError
-from cmp.streaming.decode import CorruptImage, CropSpec, eval_crop, train_crop
+from cmp.streaming.decode import Box, CorruptImage, CropSpec, center_box, crop_generator, eval_crop, random_crop_box, train_crop
+from cmp.streaming.device_decode import Pending, decode_pending, device_decoding_available, image_header
 from cmp.streaming.index import EncodedImages, Subset
 
 REPLACEMENT_TRIES = 8
@@ -51,7 +56,9 @@ class Batch(NamedTuple):
     """What a worker hands over: images (b, C, S, S) uint8, ids (b,) and labels (b,) int64.
 
     `corrupt` lists (sample index, reason) of the files that failed to decode for this
-    batch; `lost` the ids for which no readable replacement was found (their rows are 0).
+    batch; `lost` the ids for which no readable replacement was found (their rows are 0);
+    `pending` the JPEGs left for the main process to decode on its device (their rows
+    are 0 until then).
     """
 
     images: Tensor
@@ -59,6 +66,7 @@ class Batch(NamedTuple):
     labels: Tensor
     corrupt: tuple[tuple[int, str], ...] = ()
     lost: tuple[int, ...] = ()
+    pending: tuple[Pending, ...] = ()
 
 
 Key = tuple[int, list[int]]
@@ -66,15 +74,21 @@ Key = tuple[int, list[int]]
 
 
 class _Decoder(Dataset[Batch]):
-    """Runs in a worker: a batch key -> the decoded batch (training or evaluation crops)."""
+    """Runs in a worker: a batch key -> the decoded batch (training or evaluation crops).
 
-    def __init__(self, images: EncodedImages, channels: int, size: int, crop: CropSpec | None, seed: int, fraction: float) -> None:
+    With `defer_jpeg` a JPEG is only read and its crop box chosen; the main process
+    decodes it (`complete`).
+    """
+
+    def __init__(self, images: EncodedImages, channels: int, size: int, crop: CropSpec | None, seed: int,
+                 fraction: float, defer_jpeg: bool = False) -> None:
         self.images = images
         self.channels = channels
         self.size = size
         self.crop = crop
         self.seed = seed
         self.fraction = fraction
+        self.defer_jpeg = defer_jpeg
 
     def __len__(self) -> int:
         return len(self.images)
@@ -84,24 +98,56 @@ class _Decoder(Dataset[Batch]):
         out = torch.zeros((len(ids), self.channels, self.size, self.size), dtype=torch.uint8)
         corrupt: list[tuple[int, str]] = []
         lost: list[int] = []
-        n = len(self.images)
+        pending: list[Pending] | None = [] if self.defer_jpeg else None
         for row, i in enumerate(ids):
-            for attempt in range(min(REPLACEMENT_TRIES, n)):
-                j = (i + attempt) % n
-                try:
-                    out[row] = self._crop(self.images.read(j), epoch, i)
-                    break
-                except (CorruptImage, OSError) as exc:
-                    corrupt.append((j, str(exc)))
-            else:
-                lost.append(i)
+            self._fill(out, row, i, epoch, 0, corrupt, lost, pending)
         labels = torch.from_numpy(self.images.labels[ids])
-        return Batch(out, torch.tensor(ids, dtype=torch.int64), labels, tuple(corrupt), tuple(lost))
+        return Batch(out, torch.tensor(ids, dtype=torch.int64), labels, tuple(corrupt), tuple(lost), tuple(pending or ()))
+
+    def _fill(self, out: Tensor, row: int, i: int, epoch: int, first: int, corrupt: list[tuple[int, str]],
+              lost: list[int], pending: list[Pending] | None) -> None:
+        """Row `row` of `out`: the crop of sample `i`, or of the next readable sample from try
+        `first` on (sample i + try); a JPEG goes to `pending` instead when that is given."""
+        n = len(self.images)
+        for attempt in range(first, min(REPLACEMENT_TRIES, n)):
+            j = (i + attempt) % n
+            try:
+                data = self.images.read(j)
+                if pending is not None:
+                    kind, height, width = image_header(data)
+                    if kind == "JPEG":
+                        pending.append(Pending(row, j, torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                                               self._box(height, width, epoch, i)))
+                        return
+                out[row] = self._crop(data, epoch, i)
+                return
+            except (CorruptImage, OSError) as exc:
+                corrupt.append((j, str(exc)))
+        lost.append(i)
 
     def _crop(self, data: bytes, epoch: int, i: int) -> Tensor:
         if self.crop is None:
             return eval_crop(data, self.channels, self.size, self.fraction)
         return train_crop(data, self.channels, self.size, self.crop, self.seed, epoch, i)
+
+    def _box(self, height: int, width: int, epoch: int, i: int) -> Box:
+        if self.crop is None:
+            return center_box(height, width, self.fraction)
+        return random_crop_box(height, width, self.crop, crop_generator(self.seed, epoch, i))
+
+    def complete(self, batch: Batch, epoch: int, device: torch.device) -> Batch:
+        """The batch with its pending JPEGs decoded on `device` (the whole batch moved there);
+        one nothing can decode is replaced by the next readable sample, as in a worker."""
+        images, failed = decode_pending(batch.images, batch.pending, self.channels, self.size, device)
+        corrupt, lost = list(batch.corrupt), list(batch.lost)
+        n = len(self.images)
+        for item, reason in failed:
+            corrupt.append((item.sample, reason))
+            i = int(batch.ids[item.row])
+            row = torch.zeros((1, self.channels, self.size, self.size), dtype=torch.uint8)
+            self._fill(row, 0, i, epoch, (item.sample - i) % n + 1, corrupt, lost, None)
+            images[item.row] = row[0].to(device)
+        return batch._replace(images=images, corrupt=tuple(corrupt), lost=tuple(lost), pending=())
 
 
 class _Keys(Sampler[Key]):
@@ -161,7 +207,9 @@ class StreamingSource:
     `batch_size` is the global batch; this process gets `batch_size // world_size` rows of
     each. Workers persist across epochs. `pin_memory` (default: when CUDA is available)
     puts batches in page-locked memory for an asynchronous copy to the GPU. `corrupt`
-    holds the corrupt files found so far (sample index -> reason).
+    holds the corrupt files found so far (sample index -> reason). `decode_device`: decode
+    the JPEGs there, in the main process, instead of in the workers (batches then arrive
+    on that device).
     """
 
     def __init__(
@@ -169,6 +217,7 @@ class StreamingSource:
         crop: CropSpec = CropSpec(), seed: int = 0, rank: int = 0, world_size: int = 1,
         num_workers: int = 2, prefetch_factor: int = 2, pin_memory: bool | None = None,
         max_corrupt: float = 0.01, multiprocessing_context: str | None = None,
+        decode_device: torch.device | str | None = None,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not one of {world_size} process(es)")
@@ -182,7 +231,8 @@ class StreamingSource:
         self.rank = rank
         self.world_size = world_size
         self.steps_per_epoch = len(images) // batch_size
-        self._decoder = _Decoder(images, channels, size, crop, seed, 1.0)
+        self.decode_device = _decode_device(decode_device)
+        self._decoder = _Decoder(images, channels, size, crop, seed, 1.0, defer_jpeg=self.decode_device is not None)
         self._keys = _Keys()
         self._tally = _Tally(images, max_corrupt)
         self._loader_options = dict(
@@ -217,10 +267,12 @@ class StreamingSource:
         ]
         if self._loader is None:
             self._loader = DataLoader(self._decoder, batch_size=None, sampler=self._keys, collate_fn=_as_is, **self._loader_options)  # type: ignore[arg-type]
-        return self._checked(iter(self._loader))
+        return self._checked(iter(self._loader), epoch)
 
-    def _checked(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+    def _checked(self, batches: Iterator[Batch], epoch: int) -> Iterator[Batch]:
         for batch in batches:
+            if self.decode_device is not None:
+                batch = self._decoder.complete(batch, epoch, self.decode_device)
             self._tally.check(batch)
             yield batch
 
@@ -242,18 +294,21 @@ def stream_eval(
     images: EncodedImages, *, size: int, batch_size: int, channels: int = 3, fraction: float = 0.875,
     rows: slice | None = None, num_workers: int = 2, pin_memory: bool | None = None,
     max_corrupt: float = 0.01, multiprocessing_context: str | None = None,
+    decode_device: torch.device | str | None = None,
 ) -> Iterator[Batch]:
     """The evaluation input of samples `rows` (default all), in order, in batches.
 
     Each image's central square of side `fraction` x its shorter side, resized to
     size x size (as resizing the shorter side to size / fraction and centre-cropping), no
     randomness. Pass `cmp.distributed.shard(len(images), processes)` as `rows` for this
-    process's share of a distributed evaluation.
+    process's share of a distributed evaluation. `decode_device`: decode the JPEGs there
+    (batches then arrive on it), as `StreamingSource`.
     """
+    device = _decode_device(decode_device)
     start, stop, _ = (rows or slice(None)).indices(len(images))
     keys = _Keys()
     keys.rows = [torch.arange(s, min(stop, s + batch_size)) for s in range(start, stop, batch_size)]
-    decoder = _Decoder(images, channels, size, None, 0, fraction)
+    decoder = _Decoder(images, channels, size, None, 0, fraction, defer_jpeg=device is not None)
     loader = DataLoader(
         decoder, batch_size=None, sampler=keys, collate_fn=_as_is, num_workers=num_workers,  # type: ignore[arg-type]
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
@@ -261,8 +316,19 @@ def stream_eval(
     )
     tally = _Tally(images, max_corrupt)
     for batch in loader:
+        if device is not None:
+            batch = decoder.complete(batch, 0, device)
         tally.check(batch)
         yield batch
+
+
+def _decode_device(device: torch.device | str | None) -> torch.device | None:
+    if device is None:
+        return None
+    if not device_decoding_available():
+        raise DataError("this torchvision cannot decode JPEGs on a device (no torchvision.io.decode_jpeg): "
+                        "decode in the workers", where="data.params.decode_on")
+    return torch.device(device)
 
 
 STATISTICS_SAMPLE = 256

@@ -58,8 +58,9 @@ def test_quick_run_prints_every_row_with_a_value() -> None:
     assert len(others["engine step / bare loop"]) == 3
     assert len(others["augmentation: batched / per-sample speed"]) == 2
     assert len(others["kNN evaluation: FAISS CPU time / torch time"]) == 1
+    assert len(others["streaming: decoded on the device / in workers"]) == 1
     for what in ("engine step / bare loop", "augmentation: batched / per-sample speed",
-                 "kNN evaluation: FAISS CPU time / torch time"):
+                 "kNN evaluation: FAISS CPU time / torch time", "streaming: decoded on the device / in workers"):
         assert all(is_number(v) and float(v) > 0 for v in others[what]), (what, others[what])
     (lightly,) = others["lightly epoch time / cmp epoch time"]
     if importlib.util.find_spec("lightly") is not None:

@@ -184,3 +184,23 @@ def test_cmp_run_on_cuda(tmp_path: Path) -> None:
         assert result["status"] == "ok", result.get("error")
         assert result["environment"]["device"].startswith("cuda")
         assert 0 <= result["metrics"]["knn_top1"] <= 1
+
+
+def test_jpegs_decoded_on_the_gpu_match_the_workers_crops(tmp_path: Path) -> None:
+    """nvJPEG against libjpeg-turbo, float against uint8 resizing: the same boxes, pixels
+    within a few levels (the IDCTs and the rounding differ)."""
+    from cmp.streaming import StreamingSource, build_index
+    from tests.cmp.streaming.images import write_jpegs
+
+    write_jpegs(tmp_path / "split" / "a", 12, seed=0)
+    write_jpegs(tmp_path / "split" / "b", 12, seed=1)
+    index = build_index(tmp_path, "split", cache_dir=tmp_path / "cache")
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0))
+    batches = {}
+    for where in (None, CUDA):
+        with StreamingSource(index, batch_size=8, size=64, seed=1, num_workers=2, decode_device=where) as source:
+            batches[where] = list(source.epoch(0, order))
+    for cpu, gpu in zip(batches[None], batches[CUDA]):
+        assert gpu.images.device.type == "cuda" and torch.equal(cpu.ids, gpu.ids)
+        difference = (cpu.images.float() - gpu.images.cpu().float()).abs()
+        assert difference.mean() < 2.0 and difference.max() <= 64

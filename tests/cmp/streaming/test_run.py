@@ -73,6 +73,27 @@ def test_a_generated_tree_trains_evaluates_and_reports_from_the_stream(tmp_path:
     capsys.readouterr()
 
 
+def test_decoding_on_the_device_trains_to_the_same_result_as_in_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cmp.streaming.loader as loader
+
+    decoded: list[int] = []
+    decode = loader.decode_pending
+    monkeypatch.setattr(loader, "decode_pending", lambda images, pending, *rest: decoded.append(len(pending)) or decode(images, pending, *rest))
+    generate(tmp_path / "data", images=48, val_images=16, classes=2)
+    results, jpegs = {}, {}
+    for where in ("workers", "device"):
+        path = recipe(tmp_path, tmp_path / "data", name=f"decode_{where}", params=f"{{size: 24, num_workers: 1, decode_on: {where}}}")
+        assert run(path, tmp_path) == 0
+        (result_file,) = (tmp_path / "runs" / f"decode_{where}").glob("*/result.json")
+        results[where] = json.loads(result_file.read_text())
+        jpegs[where] = sum(decoded)
+        decoded.clear()
+    # 2 epochs of 3 batches of 16, then the kNN's pass over 48 + 16 images, all decoded in the main process
+    assert jpegs == {"workers": 0, "device": 2 * 48 + 48 + 16}
+    assert results["device"]["train"]["loss_per_epoch"] == results["workers"]["train"]["loss_per_epoch"]
+    assert results["device"]["metrics"] == results["workers"]["metrics"]
+
+
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
