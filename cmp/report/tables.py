@@ -165,12 +165,22 @@ def _part(choice: dict[str, Any] | None) -> str:
 
 
 def time_split(results: list[RunResult], baselines: list[BaselineResult], wall_time_s: float | None) -> Table:
-    """Where the wall time went: training loops, evaluations, the rest of the cells, baselines."""
+    """Where the wall time went: training loops, evaluations, the rest of the cells, baselines.
+
+    `wall_time_s` is the last `cmp run`'s own time: the total when it computed every cell
+    and baseline; when some came from its cache (computed by an earlier run, so their time
+    is not in it) the total is the sum of the parts, and no "rest of the run" row is shown.
+    """
     fresh = [r for r in results if r.ok and r.train]
     train = sum(r.train.train_time_s for r in fresh if r.train)
     evaluation = sum(r.eval_time_s or 0.0 for r in fresh)
     cells = sum(r.wall_time_s for r in fresh)
     base = sum(b.wall_time_s for b in baselines if b.ok)
+    note = ""
+    if wall_time_s and wall_time_s < cells + base:
+        note = (f" Some of them were computed by an earlier `cmp run` (the last one took "
+                f"{_minutes(wall_time_s)} min), so the total is their sum.")
+        wall_time_s = None
     total = wall_time_s if wall_time_s else cells + base
     rows = [
         ["training (the loops)", _minutes(train), _share(train, total)],
@@ -186,7 +196,7 @@ def time_split(results: list[RunResult], baselines: list[BaselineResult], wall_t
     training_share = train / cells if cells else 0.0
     return Table(["part", "time (min)", "share"], rows,
                  f"Sums over the cells and baselines as they were computed (a cached one counts the time it took when "
-                 f"it ran). Training is {100 * training_share:.0f}% of the cells' own wall time.")
+                 f"it ran).{note} Training is {100 * training_share:.0f}% of the cells' own wall time.")
 
 
 def _minutes(seconds: float) -> str:

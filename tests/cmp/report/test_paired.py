@@ -162,3 +162,7 @@ def test_the_settings_table_shows_what_ran_and_the_time_split_adds_up(tmp_path: 
     assert "| training (the loops) | 0.3 | 35% |" in md
     assert "Training is 88% of the cells' own wall time" in md  # 21 of 24 s
     assert "| total | 1.0 | 100% |" in md
+    # the last cmp run took 5 s: it computed none of the 24 s of cells (cached), so they are the total
+    cached = write_report("cached", changed, [], tmp_path / "cached", {"wall_time_s": 5.0})["markdown"].read_text()
+    assert "| training (the loops) | 0.3 | 88% |" in cached and "| total | 0.4 | 100% |" in cached
+    assert "rest of the run" not in cached and "the last one took 0.1 min" in cached
