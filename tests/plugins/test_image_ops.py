@@ -42,6 +42,44 @@ def test_gaussian_blur_matches_torchvision_and_sigma_zero_is_identity() -> None:
     torch.testing.assert_close(got[3], x[3])
 
 
+def test_gaussian_blur_of_a_batch_all_blurred_and_the_device_path_with_sigma_zero() -> None:
+    """Every image blurred (the whole batch in one convolution, as off the CPU), and the
+    kernel path for sigma 0 that the CPU skips: a delta, so the image comes back as it was."""
+    x = images(3, 3, 20)
+    sigma = torch.tensor([0.5, 1.0, 2.0])
+    got = ops.gaussian_blur(x, sigma, kernel_size=7)
+    for i in range(3):
+        torch.testing.assert_close(got[i], TF.gaussian_blur(x[i], kernel_size=[7, 7], sigma=[float(sigma[i])] * 2),
+                                   atol=1e-5, rtol=0)
+    mixed = torch.tensor([0.0, 1.0, 0.0])
+    whole_batch = ops._blur(x, mixed, kernel_size=7)
+    torch.testing.assert_close(whole_batch, ops.gaussian_blur(x, mixed, kernel_size=7), atol=1e-6, rtol=0)
+    torch.testing.assert_close(whole_batch[0], x[0], atol=1e-7, rtol=0)
+
+
+def test_gaussian_blur_in_float64_uses_a_float64_kernel() -> None:
+    x = images(2, 1, 12).double()
+    sigma = torch.tensor([0.7, 1.3])  # float32: the kernel must still be computed in float64
+    got = ops.gaussian_blur(x, sigma, kernel_size=5)
+    for i in range(2):
+        want = TF.gaussian_blur(x[i], kernel_size=[5, 5], sigma=[float(sigma[i])] * 2)
+        torch.testing.assert_close(got[i], want, atol=1e-12, rtol=0)
+
+
+def test_grey_images_pass_the_grayscale_ops_unchanged() -> None:
+    grey = images(3, 1, 8)
+    assert ops.grayscale(grey) is grey
+    assert ops.to_grayscale_where_(grey, torch.tensor([True, False, True])) is grey
+    assert torch.equal(ops.to_grayscale_where(grey, torch.tensor([True, True, True])), grey)
+
+
+def test_solarize_inverts_from_the_threshold_on() -> None:
+    x = torch.tensor([0.1, 0.25, 0.3, 0.9]).view(1, 1, 1, 4)
+    got = ops.solarize_where(x, torch.tensor([True]), threshold=0.25)
+    assert torch.equal(got, torch.cat([x[..., :1], 1.0 - x[..., 1:]], dim=-1))  # 0.25 itself is inverted
+    assert torch.equal(ops.solarize_where(x, torch.tensor([False]), threshold=0.25), x)
+
+
 def test_resized_crop_matches_torchvision_inside_the_box() -> None:
     x = images(3, 1, 28)
     boxes = torch.tensor([[4.0, 6.0, 16.0, 12.0], [0.0, 0.0, 28.0, 28.0], [10.0, 2.0, 14.0, 20.0]])
