@@ -535,8 +535,13 @@ def describe(component: Component) -> str:
 
 
 def _plain_meta(value: Any) -> Any:
-    """Registration metadata as JSON shows it (dataclasses such as `MetricInfo` as objects)."""
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
+    """Registration metadata as JSON shows it (dataclasses such as `MetricInfo` as objects,
+    functions such as a `check_params` by their qualified name)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}".lstrip(".")
+    return str(value)
 
 
 NO_BREAK = "\u00a0"

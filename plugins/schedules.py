@@ -9,13 +9,15 @@ batch and a single step at a large one.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from cmp import hookimpl
 from cmp.api.hookspecs import Register
-from cmp.api.params import NonNegative, Probability
+from cmp.api.params import NonNegative, ParamError, Probability
 
 
 def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, final_fraction: float) -> float:
@@ -27,11 +29,25 @@ def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, final_f
     return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _both_warmups(warmup_epochs: float, warmup_fraction: float) -> str | None:
+    if warmup_epochs and warmup_fraction:
+        return (f"give warmup_epochs ({warmup_epochs}) or warmup_fraction ({warmup_fraction}), not both "
+                "(a preset may set warmup_epochs: set it to 0 beside warmup_fraction)")
+    return None
+
+
+def check_warmup(params: Mapping[str, Any]) -> None:
+    """At recipe load: `ParamError` naming `warmup_fraction` when both warm-ups are set."""
+    problem = _both_warmups(params.get("warmup_epochs", 0.0), params.get("warmup_fraction", 0.0))
+    if problem:
+        raise ParamError(("warmup_fraction",), problem)
+
+
 def warmup_steps(total_steps: int, steps_per_epoch: int, warmup_epochs: float, warmup_fraction: float) -> int:
     """Warm-up length in steps, from epochs or from a share of `total_steps` (not both)."""
-    if warmup_epochs and warmup_fraction:
-        raise ValueError(f"give warmup_epochs ({warmup_epochs}) or warmup_fraction ({warmup_fraction}), not both "
-                         "(a preset may set warmup_epochs: set it to 0 beside warmup_fraction)")
+    problem = _both_warmups(warmup_epochs, warmup_fraction)
+    if problem:
+        raise ValueError(problem)
     steps = warmup_fraction * total_steps if warmup_fraction else warmup_epochs * steps_per_epoch
     return min(total_steps, round(steps))
 
@@ -56,5 +72,5 @@ def constant(
 
 @hookimpl
 def cmp_register_schedules(register: Register) -> None:
-    register("cosine", cosine)
-    register("constant", constant)
+    register("cosine", cosine, check_params=check_warmup)
+    register("constant", constant, check_params=check_warmup)

@@ -36,6 +36,7 @@ from cmp.api.params import (
     FractionRange,
     NonNegative,
     NonNegativeInt,
+    ParamError,
     Positive,
     PositiveInt,
     PositiveRange,
@@ -49,6 +50,6 @@ __all__ = [
     "PARTS", "SLOTS", "STEP_OPTIONS", "Augmentation", "Baseline", "BaselineResult", "Component", "DataInfo",
     "Encoder", "Evaluator", "Features", "Fraction", "FractionRange", "Head", "ImageData", "Loss", "MethodPreset",
     "MetricInfo", "NegativeSource", "Negatives", "NonNegative", "NonNegativeInt", "PairBatch", "Plugins", "Positive",
-    "PositiveInt", "PositiveRange", "Probability", "Provider", "Register", "Registry", "RunInfo", "RunResult",
+    "ParamError", "PositiveInt", "PositiveRange", "Probability", "Provider", "Register", "Registry", "RunInfo", "RunResult",
     "StreamedData", "TargetBranch", "hookimpl", "load_plugins",
 ]

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,7 +228,7 @@ def _resolve_data(recipe: Recipe, registry: Registry) -> DataSection:
         advice = component.meta.get("root_hint")  # the plugin's: root -> what the folder should hold
         hint = advice(data.root) if callable(advice) else ""
         raise recipe.source.error("data.root", f"directory '{data.root}' does not exist{hint}")
-    params = _validate(recipe, component.schema, data.params, {}, "data.params")
+    params = _validate(recipe, component.schema, data.params, {}, "data.params", component.meta.get("check_params"))
     return data.model_copy(update={"params": params})
 
 
@@ -319,17 +319,24 @@ def _resolve_choice(
     name_path: str, param_paths: dict[str, str], default_prefix: str,
 ) -> ResolvedChoice:
     component = registry.get(slot, choice.name, where=_where(recipe, name_path))
-    params = _validate(recipe, component.schema, choice.params, param_paths, default_prefix)
+    params = _validate(recipe, component.schema, choice.params, param_paths, default_prefix,
+                       component.meta.get("check_params"))
     return ResolvedChoice(slot, choice.name, params, name_path, dict(param_paths))
 
 
 def _validate(
     recipe: Recipe, schema: ParamSchema | None, params: Mapping[str, Any],
     param_paths: dict[str, str], default_prefix: str,
+    check: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """Parameters validated by the factory's schema, then together by the component's
+    `check_params` (registered with it), so what fails is one error at load naming its key."""
     assert schema is not None
     try:
-        return schema.validate(params)
+        values = schema.validate(params)
+        if check is not None:
+            check(values)
+        return values
     except ParamError as exc:
         head = param_paths.get(exc.loc[0]) if exc.loc else None
         path = ".".join((head or f"{default_prefix}.{exc.loc[0]}", *exc.loc[1:])) if exc.loc else default_prefix

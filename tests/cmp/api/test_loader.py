@@ -222,3 +222,10 @@ def test_a_parameter_without_a_type_hint_names_the_plugin(
     assert main(["-p", name, "plugins"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("cmp: error: plugin 'untyped_param' (unpackaged): parameter 'lambd' of loss 'barlow' has no type hint")
+
+
+def test_plugins_json_names_a_registered_function_by_its_qualified_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "--json", "--slot", "schedules"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    metas = {c["name"]: c.get("meta") for c in listing["slots"]["schedules"]}
+    assert metas["cosine"] == metas["constant"] == {"check_params": "cmp_plugins.schedules.check_warmup"}

@@ -71,6 +71,9 @@ def test_grids_in_a_list_and_method_specific_keys(write_recipe, plugins) -> None
          ["sweep.loss.params.temperature", "unknown key 'temperature'"]),
         ("sweep: {train.epochs: []}\n", ["sweep", "train.epochs lists no values"]),
         ("sweep:\n  - {loss.params.temprature: [0.1]}\n", ["sweep.0.loss.params.temprature", "did you mean 'temperature'"]),
+        # SimCLR's preset warms up for one epoch: a warm-up fraction beside it is refused at load (check_params)
+        ("sweep: {schedule.params.warmup_fraction: [0.1]}\n",
+         ["sweep.schedule.params.warmup_fraction", "give warmup_epochs (1.0) or warmup_fraction (0.1), not both"]),
     ],
 )
 def test_bad_sweeps_name_the_sweep_key(write_recipe, plugins, sweep: str, fragments: list[str]) -> None:  # type: ignore[no-untyped-def]
@@ -195,3 +198,13 @@ def test_paths_in_a_configuration_are_written_as_text() -> None:
     from cmp.config.cells import _plain
 
     assert _plain({"root": Path("/data/x"), "sizes": (1, [2, Path("y")])}) == {"root": "/data/x", "sizes": [1, [2, "y"]]}
+
+
+def test_parameters_wrong_only_together_are_one_error_at_their_recipe_key(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    both = BASE.replace("  optimizer: sgd\n", "  optimizer: sgd\n  schedule: {name: constant, params: {warmup_epochs: 2, warmup_fraction: 0.5}}\n")
+    with pytest.raises(RecipeError) as info:
+        resolve(load_recipe(write_recipe(both)), plugins.registry)
+    assert "defaults.schedule.params.warmup_fraction" in str(info.value) and "not both" in str(info.value)
+    one = both.replace("warmup_epochs: 2, ", "warmup_epochs: 0, ")
+    cells = resolve(load_recipe(write_recipe(one)), plugins.registry)
+    assert {c.parts["schedule"].params["warmup_fraction"] for c in cells} == {0.5}
