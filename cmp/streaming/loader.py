@@ -342,7 +342,8 @@ def estimate_statistics(
     """Per-channel (mean, std) in [0, 1] of the evaluation crops of a fixed, seeded sample
     of `count` images (all of them when fewer): the same numbers at every start, in every
     process, at the cost of decoding a few hundred images in this one. Corrupt images are
-    left out here (training names them)."""
+    left out here, not replaced by a stand-in (which would count that one twice); training
+    names them."""
     n = len(images)
     rows = np.arange(n) if n <= count else np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
     sums = torch.zeros(channels, dtype=torch.float64)
@@ -352,7 +353,8 @@ def estimate_statistics(
         warnings.simplefilter("ignore", CorruptImageWarning)
         for batch in stream_eval(Subset(images, rows), size=size, batch_size=64, channels=channels, fraction=fraction,
                                  num_workers=0, pin_memory=False, max_corrupt=1.0):
-            keep = ~torch.isin(batch.ids, torch.tensor(batch.lost, dtype=torch.int64))
+            unreadable = [*batch.lost, *(j for j, _ in batch.corrupt)]
+            keep = ~torch.isin(batch.ids, torch.tensor(unreadable, dtype=torch.int64))
             x = batch.images[keep].to(torch.float64) / 255.0
             sums += x.sum(dim=(0, 2, 3))
             squares += (x * x).sum(dim=(0, 2, 3))

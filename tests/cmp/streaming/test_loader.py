@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from cmp.errors import DataError
-from cmp.streaming import Batch, CorruptImageWarning, CropSpec, ImageIndex, StreamingSource, build_index, stream_eval, train_crop
+from cmp.streaming import (
+    Batch, CorruptImage, CorruptImageWarning, CropSpec, ImageIndex, StreamingSource, build_index, estimate_statistics, eval_crop,
+    stream_eval, train_crop,
+)
 from tests.cmp.streaming.images import CORRUPT
 
 SIZE = 24
@@ -110,3 +114,32 @@ def test_settings_that_cannot_work_are_refused(index: ImageIndex) -> None:
         source(index).epoch(0, torch.arange(40))
     with pytest.raises(ValueError, match="start step 6"):
         source(index).epoch(0, perm(41), start_step=6)
+
+
+def plain_statistics(index: ImageIndex, rows: list[int], fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the readable images' evaluation crops, one image at a time in float64."""
+    sums, squares, pixels = np.zeros(3), np.zeros(3), 0
+    for i in rows:
+        try:
+            x = eval_crop(index.read(i), 3, SIZE, fraction).double().numpy() / 255.0
+        except CorruptImage:
+            continue
+        sums += x.sum(axis=(1, 2))
+        squares += (x * x).sum(axis=(1, 2))
+        pixels += SIZE * SIZE
+    mean = sums / pixels
+    return mean, np.sqrt(squares / pixels - mean * mean)
+
+
+def test_estimated_statistics_are_those_of_the_readable_evaluation_crops(index: ImageIndex) -> None:
+    mean, std = estimate_statistics(index, channels=3, size=SIZE)  # 41 images, fewer than the sample: all
+    want_mean, want_std = plain_statistics(index, list(range(len(index))), 0.875)  # the corrupt one left out
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-12)
+    np.testing.assert_allclose(std, want_std, rtol=1e-12)
+
+    sampled = estimate_statistics(index, channels=3, size=SIZE, fraction=0.5, count=10, seed=4)
+    rows = sorted(np.random.default_rng(4).choice(len(index), size=10, replace=False).tolist())
+    np.testing.assert_allclose(sampled, plain_statistics(index, rows, 0.5), rtol=1e-12)
+    assert estimate_statistics(index, channels=3, size=SIZE, fraction=0.5, count=10, seed=5) != sampled
+    everything = estimate_statistics(index, channels=3, size=SIZE, count=len(index))
+    np.testing.assert_allclose(everything, (mean, std), rtol=1e-12)
