@@ -83,3 +83,35 @@ def test_bad_folders_are_errors_that_name_the_folder(tmp_path: Path, cache: Path
     with pytest.raises(DataError, match="no folder for class.*n01440764") as absent:
         build_index(tmp_path, "train", classes=["full", "n01440764"], cache_dir=cache)
     assert absent.value.where == str((tmp_path / "train").resolve())
+
+
+def test_a_subset_is_its_rows_of_the_split_and_refuses_rows_outside_it(tree: Path, cache: Path) -> None:
+    from cmp.streaming import Subset
+
+    split = build_index(tree, "train", cache_dir=cache)
+    part = Subset(split, [5, 0, 40])
+    assert len(part) == 3 and part.classes == split.classes
+    assert part.labels.tolist() == [split.labels[5], split.labels[0], split.labels[40]]
+    assert part.name(2) == split.name(40) and part.read(1) == split.read(0)
+    assert len(Subset(split, [])) == 0
+    for rows in ([0, 41], [-1, 3], [[0, 1]]):
+        with pytest.raises(ValueError, match="^rows must index the 41 samples$"):
+            Subset(split, rows)
+
+
+def test_the_index_cache_lives_under_cmp_cache_else_the_home_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMP_CACHE", str(tmp_path / "cache"))
+    assert index_module.default_cache_dir() == tmp_path / "cache" / "index"
+    monkeypatch.delenv("CMP_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert index_module.default_cache_dir() == tmp_path / "home" / ".cache" / "cmp" / "index"
+
+
+def test_a_cached_stamp_is_current_only_while_every_folder_keeps_its_time(tmp_path: Path) -> None:
+    folder = tmp_path / "a"
+    folder.mkdir()
+    stamp = {str(folder): folder.stat().st_mtime_ns}
+    assert index_module._unchanged(stamp)
+    assert not index_module._unchanged({str(folder): stamp[str(folder)] + 1})
+    assert not index_module._unchanged({str(tmp_path / "gone"): 0})  # a folder removed since
+    assert not index_module._unchanged([str(folder)])  # a cache file that is not ours

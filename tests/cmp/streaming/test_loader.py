@@ -143,3 +143,10 @@ def test_estimated_statistics_are_those_of_the_readable_evaluation_crops(index: 
     assert estimate_statistics(index, channels=3, size=SIZE, fraction=0.5, count=10, seed=5) != sampled
     everything = estimate_statistics(index, channels=3, size=SIZE, count=len(index))
     np.testing.assert_allclose(everything, (mean, std), rtol=1e-12)
+
+
+def test_evaluation_defaults_are_the_central_seven_eighths_and_one_corrupt_image_in_a_hundred(index: ImageIndex) -> None:
+    first = next(stream_eval(index, size=SIZE, batch_size=4, num_workers=0))
+    assert torch.equal(first.images[0], eval_crop(index.read(0), 3, SIZE, 0.875))
+    with pytest.raises(DataError, match="1 of 41 images cannot be decoded"), pytest.warns(CorruptImageWarning):
+        list(stream_eval(index, size=SIZE, batch_size=16, num_workers=0))  # 1 of 41 is more than 1 %
