@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -78,3 +79,58 @@ def test_unreadable_or_incomplete_shards_are_errors_naming_the_shard(index: Imag
         open_shards(empty, cache_dir=cache)
     assert none.value.where == str(empty.resolve())
     assert good.is_file()
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_read_shards_stay_open_once_each_and_the_least_recent_is_closed_first(
+    index: ImageIndex, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cmp.streaming import shards as shards_module
+
+    write_shards(index, tmp_path / "shards", per_shard=10)  # 5 shards of samples 0-9, 10-19, ...
+    shards = open_shards(tmp_path / "shards", cache_dir=cache)
+    before = open_descriptors()
+    for _ in range(20):
+        assert shards.read(3) == index.read(3)
+    assert open_descriptors() == before + 1  # one descriptor for shard 0, however often it is read
+    monkeypatch.setattr(shards_module, "OPEN_SHARDS", 2)
+    for i in (12, 3, 25):  # shards 1, 0 (now the most recent), then 2: shard 1 is closed
+        assert shards.read(i) == index.read(i)
+    assert list(shards._files) == [0, 2] and open_descriptors() == before + 2
+
+
+def test_a_shard_cut_short_after_indexing_is_an_os_error_saying_how_much_is_left(index: ImageIndex, tmp_path: Path, cache: Path) -> None:
+    (only,) = write_shards(index, tmp_path / "shards", per_shard=100)
+    shards = open_shards(tmp_path / "shards", cache_dir=cache)
+    last = len(shards) - 1
+    end = int(shards.offsets[last]) + 10
+    with open(only, "r+b") as file:
+        file.truncate(end)
+    with pytest.raises(OSError, match=rf"^shard ends after 10 of the member's {int(shards.sizes[last])} bytes$"):
+        shards.read(last)
+
+
+def test_classes_are_numbered_without_a_classes_file_and_labels_must_lie_in_its_range(tmp_path: Path, cache: Path) -> None:
+    folder = tmp_path / "shards"
+    folder.mkdir()
+
+    def write(*labels: str) -> None:
+        with tarfile.open(folder / "s.tar", "w") as tar:
+            for k, label in enumerate(labels):
+                add(tar, f"{k}.jpg", b"\xff\xd8 not decoded here")
+                add(tar, f"{k}.cls", label.encode())
+
+    write("0", "2", "2")
+    numbered = open_shards(folder, use_cache=False)
+    assert numbered.classes == ["0", "1", "2"] and numbered.labels.tolist() == [0, 2, 2]
+    (folder / "classes.txt").write_text("cat\n\ndog\n", encoding="utf-8")
+    for labels, found in ((("0", "2"), "0..2"), (("-1", "1"), "-1..1")):
+        write(*labels)
+        with pytest.raises(DataError, match=rf": labels must lie in \[0, 2\), found {found}$") as bad:
+            open_shards(folder, use_cache=False)
+        assert bad.value.where == str(folder.resolve())
+    write("1", "0")
+    assert open_shards(folder, use_cache=False).classes == ["cat", "dog"]
