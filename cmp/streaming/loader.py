@@ -216,8 +216,7 @@ class StreamingSource:
         self, images: EncodedImages, *, batch_size: int, size: int, channels: int = 3,
         crop: CropSpec = CropSpec(), seed: int = 0, rank: int = 0, world_size: int = 1,
         num_workers: int = 2, prefetch_factor: int = 2, pin_memory: bool | None = None,
-        max_corrupt: float = 0.01, multiprocessing_context: str | None = None,
-        decode_device: torch.device | str | None = None,
+        max_corrupt: float = 0.01, decode_device: torch.device | str | None = None,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not one of {world_size} process(es)")
@@ -238,7 +237,6 @@ class StreamingSource:
         self._loader_options = dict(
             num_workers=num_workers, pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
             persistent_workers=num_workers > 0, prefetch_factor=prefetch_factor if num_workers > 0 else None,
-            multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
         )
         self._loader: DataLoader[Batch] | None = None
 
@@ -293,8 +291,7 @@ class StreamingSource:
 def stream_eval(
     images: EncodedImages, *, size: int, batch_size: int, channels: int = 3, fraction: float = 0.875,
     rows: slice | None = None, num_workers: int = 2, pin_memory: bool | None = None,
-    max_corrupt: float = 0.01, multiprocessing_context: str | None = None,
-    decode_device: torch.device | str | None = None,
+    max_corrupt: float = 0.01, decode_device: torch.device | str | None = None,
 ) -> Iterator[Batch]:
     """The evaluation input of samples `rows` (default all), in order, in batches.
 
@@ -312,7 +309,6 @@ def stream_eval(
     loader = DataLoader(
         decoder, batch_size=None, sampler=keys, collate_fn=_as_is, num_workers=num_workers,  # type: ignore[arg-type]
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
     )
     tally = _Tally(images, max_corrupt)
     for batch in loader:

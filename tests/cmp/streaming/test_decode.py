@@ -90,3 +90,8 @@ def test_evaluation_input_is_the_central_crop_of_a_resized_shorter_side() -> Non
     assert center_box(240, 320, 0.875) == (15, 55, 210, 210)
     reference = TF.center_crop(TF.resize(decode_bytes(data, 3), 64, antialias=True), [56, 56])
     assert (ours.float() - reference.float()).abs().mean() < 3
+
+
+def test_the_central_box_of_a_one_pixel_image_is_that_pixel() -> None:
+    assert center_box(1, 1, 0.875) == (0, 0, 1, 1)
+    assert center_box(1, 9, 0.5) == (0, 4, 1, 1)  # at least one pixel, however small the fraction
