@@ -328,7 +328,7 @@ def test_across_processes_gather_concatenates_in_rank_order_and_sums_the_gradien
     mp.spawn(gather_in_process, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
     inputs = [torch.arange(ROWS * 2, dtype=torch.float64).reshape(ROWS, 2) + 100 * p for p in range(WORLD)]
     for process in range(WORLD):
-        result = torch.load(tmp_path / f"{process}.pt")
+        result = torch.load(tmp_path / f"{process}.pt", weights_only=True)
         assert (result["rank"], result["world"]) == (process, WORLD)
         assert torch.equal(result["gathered"], torch.cat(inputs))
         assert torch.equal(result["keys"], torch.cat(inputs))

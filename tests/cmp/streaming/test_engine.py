@@ -231,7 +231,7 @@ def test_two_processes_each_read_their_own_rows_of_every_batch_once(squares: Pat
             for process in context.processes:
                 process.kill()
             pytest.fail("the two processes did not finish within 120 s")
-    seen = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    seen = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     generator = torch.Generator().manual_seed(DDP_PERM_SEED)
     steps = 24 // BATCH
     for epoch in range(DDP_EPOCHS):
