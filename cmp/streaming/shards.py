@@ -6,8 +6,8 @@ random access. WebDataset's reader only streams a shard from its start; tar stor
 member's bytes contiguously, so one pass with Python's `tarfile` records where every
 image lies (shard, byte offset, size) and a sample is then one `pread`. That pass is
 cached like a folder index. Members follow WebDataset's grouping: a sample's key is the
-member's path up to the first dot of its file name, its image the member with an image
-suffix, its label the integer text of `key.cls`. `classes.txt` beside the shards, one
+member's path up to the first dot of its file name, its image the member whose last
+suffix is an image's (`key.jpg`, `key.input.jpg`), its label the integer text of `key.cls`. `classes.txt` beside the shards, one
 name per line, names the classes; without it they are called "0", "1", ...
 """
 
@@ -147,20 +147,17 @@ def _scan_shard(shard: Path) -> Listing:
                         sample["label"] = int(text)
                     except ValueError:
                         raise DataError(f"{key}.cls holds {text[:20]!r}, not an integer label", where=str(shard)) from None
-                elif extension in _IMAGE_EXTENSIONS:
+                elif extension.rpartition(".")[2] in _IMAGE_EXTENSIONS:  # `jpg`, or `input.jpg` as WebDataset allows
                     sample["image"] = (member.offset_data, member.size)
     except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the tar shard: {type(exc).__name__}: {exc}", where=str(shard)) from None
-    end = shard.stat().st_size
     listing: Listing = []
-    for key, sample in samples.items():
+    for key, sample in samples.items():  # a member cut short is tarfile's ReadError above
         if "image" not in sample:
             raise DataError(f"sample '{key}' has no image ({', '.join(sorted(_IMAGE_EXTENSIONS))})", where=str(shard))
         if "label" not in sample:
             raise DataError(f"sample '{key}' has no label ({key}.cls)", where=str(shard))
         offset, size = sample["image"]  # type: ignore[misc]
-        if offset + size > end:
-            raise DataError(f"sample '{key}' ends past the end of the file (truncated?)", where=str(shard))
         listing.append([key, offset, size, sample["label"]])
     if not listing:
         raise DataError("holds no samples (key.jpg + key.cls)", where=str(shard))

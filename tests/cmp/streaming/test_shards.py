@@ -7,6 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +135,110 @@ def test_classes_are_numbered_without_a_classes_file_and_labels_must_lie_in_its_
         assert bad.value.where == str(folder.resolve())
     write("1", "0")
     assert open_shards(folder, use_cache=False).classes == ["cat", "dog"]
+
+
+def tar_of(path: Path, members: list[tuple[str, bytes | None]], compress: str = "") -> Path:
+    """A tar at `path` of (name, payload) members, payload None for a directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, f"w:{compress}", format=tarfile.USTAR_FORMAT) as tar:
+        for name, payload in members:
+            if payload is None:
+                info = tarfile.TarInfo(name)
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                add(tar, name, payload)
+    return path
+
+
+def test_members_are_grouped_by_webdataset_keys(tmp_path: Path) -> None:
+    """A key is the member's path up to the first dot of its file name; directories, files
+    without a suffix and macOS's `._` files are no samples."""
+    shard = tar_of(tmp_path / "s" / "s.tar", [
+        ("README", b"about"), ("d.1", None), ("._a.jpg", b"resource fork"),
+        ("d.1/a.input.jpg", b"first"), ("d.1/a.cls", b"0"),
+        ("d.2/a.jpg", b"second"), ("d.2/a.cls", b" 1\n"),
+        ("b.JPG", b"third"), ("b.cls", b"1"),
+    ])
+    shards = open_shards(shard.parent, use_cache=False)
+    assert [shards.keys[i] for i in range(len(shards))] == ["d.1/a", "d.2/a", "b"]
+    assert [shards.read(i) for i in range(3)] == [b"first", b"second", b"third"]
+    assert shards.labels.tolist() == [0, 1, 1] and shards.from_cache is False
+
+
+def error_of(call: object) -> DataError:
+    with pytest.raises(DataError) as info:
+        call()  # type: ignore[operator]
+    return info.value
+
+
+def test_every_bad_shard_set_is_one_error_naming_the_folder_or_shard(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    assert (error_of(lambda: open_shards(missing)).message, error_of(lambda: open_shards(missing)).where) == (
+        "no such folder of tar shards", str(missing))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert error_of(lambda: open_shards(empty)).message == "holds no tar shards (*.tar)"
+    no_list = error_of(lambda: open_shards([]))
+    assert (no_list.message, no_list.where) == ("the list of shards is empty", "shards")
+    absent = error_of(lambda: open_shards([tmp_path / "x.tar"], use_cache=False))
+    assert (absent.message, absent.where) == ("no such shard", str(tmp_path / "x.tar"))
+
+    for members, message in (
+        ([("a.jpg", b"x"), ("a.cls", b"a label far longer than twenty")], "a.cls holds 'a label far longer t', not an integer label"),
+        ([("a.cls", b"0")], "sample 'a' has no image (bmp, jpeg, jpg, png, webp)"),
+    ):
+        shard = tar_of(tmp_path / "bad" / "s.tar", members)
+        error = error_of(lambda: open_shards(shard.parent, use_cache=False))
+        assert (error.message, error.where) == (message, str(shard.resolve()))
+
+    gzipped = tar_of(tmp_path / "gz" / "s.tar", [("a.jpg", b"x"), ("a.cls", b"0")], compress="gz")
+    error = error_of(lambda: open_shards(gzipped.parent, use_cache=False))  # offsets into a compressed stream mean nothing
+    assert error.message.startswith("cannot read the tar shard: ReadError: ") and error.where == str(gzipped.resolve())
+
+    cut = tar_of(tmp_path / "cut" / "s.tar", [("a.cls", b"0"), ("a.jpg", b"x" * 3000)])
+    cut.write_bytes(cut.read_bytes()[: 1024 + 2999])  # the last image one byte short: tarfile notices
+    assert error_of(lambda: open_shards(cut.parent, use_cache=False)).message == (
+        "cannot read the tar shard: ReadError: unexpected end of data")
+
+
+def test_listed_shards_take_classes_from_the_first_ones_folder_and_any_changed_shard_is_read_again(
+    index: ImageIndex, tmp_path: Path, cache: Path,
+) -> None:
+    first = write_shards(index, tmp_path / "one", per_shard=30)[0]
+    second = tar_of(tmp_path / "two" / "s.tar", [("z.jpg", index.read(40)), ("z.cls", b"2")])
+    listed = open_shards([first, second], cache_dir=cache)
+    assert listed.classes == list(index.classes) and len(listed) == 31
+    assert open_shards([first, second], cache_dir=cache).from_cache is True
+    tar_of(first, [("y.jpg", index.read(0)), ("y.cls", b"0")])  # the first shard rewritten
+    again = open_shards([first, second], cache_dir=cache)
+    assert again.from_cache is False and len(again) == 2
+
+
+class Named:
+    """Encoded images with the given names (suffixes) and tiny payloads, for write_shards."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.classes = ["café", "thé"]
+        self.labels = np.array([k % 2 for k in range(len(names))])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def read(self, i: int) -> bytes:
+        return f"image {i}".encode()
+
+    def name(self, i: int) -> str:
+        return self.names[i]
+
+
+def test_written_shards_keep_suffixes_default_to_a_thousand_samples_and_name_the_classes(tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "er"
+    paths = write_shards(Named([f"x/{k}.png" if k == 1 else f"x/{k}" for k in range(1001)]), out)  # type: ignore[arg-type]
+    assert [p.name for p in paths] == ["shard-000000.tar", "shard-000001.tar"]
+    with tarfile.open(paths[0]) as tar:
+        assert tar.getnames()[:4] == ["00000000.jpg", "00000000.cls", "00000001.png", "00000001.cls"]
+    assert (out / "classes.txt").read_bytes() == "café\nthé\n".encode("utf-8")
+    write_shards(Named(["a.jpg"]), out)  # type: ignore[arg-type]  # into a folder that exists
+    assert open_shards(out, use_cache=False).classes == ["café", "thé"]
