@@ -84,11 +84,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=None)
     parser.add_argument("--out", default=str(ROOT / "tools" / "mutation-summary.md"))
     parser.add_argument("--note", default="", help="Markdown put under the header: how the results were made")
+    parser.add_argument("--files", nargs="+", help="only these of only_mutate (e.g. the modules one run covered)")
     args = parser.parse_args()
 
     os.chdir(ROOT)
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
-    files = list(config["only_mutate"])
+    files = [f for f in config["only_mutate"] if not args.files or f in args.files]
     equivalent_file = ROOT / "tools" / "mutation_equivalent.toml"
     explained = tomllib.loads(equivalent_file.read_text()) if equivalent_file.is_file() else {}
     equivalent: dict[str, str] = explained.get("equivalent", {})
