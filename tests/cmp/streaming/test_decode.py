@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -81,6 +82,45 @@ def test_crop_boxes_lie_in_the_image_with_area_and_ratio_in_range() -> None:
         assert 0 <= top and top + h <= height and 0 <= left and left + w <= width
         assert 0.19 <= h * w / (height * width) <= 0.61 and 0.74 <= w / h <= 1.35
     assert random_crop_box(10, 1000, spec, crop_generator(0, 0, 0)) == (0, 493, 10, 13)  # no draw fits: the central crop
+
+
+def plain_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                   rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop.get_params, one try at a time, drawing from `rng` in
+    the documented order: ten area fractions, then ten log aspect ratios, then the corner."""
+    fractions = [rng.uniform(scale[0], scale[1]) for _ in range(10)]
+    logs = [rng.uniform(math.log(ratio[0]), math.log(ratio[1])) for _ in range(10)]
+    for fraction, log_ratio in zip(fractions, logs):
+        w = round(math.sqrt(height * width * fraction * math.exp(log_ratio)))
+        h = round(math.sqrt(height * width * fraction / math.exp(log_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    if width / height < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif width / height > ratio[1]:
+        w, h = int(round(height * ratio[1])), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+@pytest.mark.parametrize(("height", "width", "scale", "ratio"), [
+    (200, 500, (0.08, 1.0), (3 / 4, 4 / 3)),  # the default, a wide image
+    (10, 20, (0.5, 0.5), (4.0, 4.0)),  # every draw as wide as the image: accepted at width == W
+    (20, 10, (0.5, 0.5), (0.25, 0.25)),  # every draw as tall as the image
+    (3, 3, (0.01, 0.2), (0.5, 2.0)),  # sides rounding to 0 or 1 pixel
+    (10, 1000, (0.2, 0.6), (3 / 4, 4 / 3)),  # no draw fits: too wide for the ratio
+    (1000, 10, (0.2, 0.6), (3 / 4, 4 / 3)),  # too tall
+    (30, 30, (1.5, 2.0), (1.0, 1.0)),  # no draw fits, the ratio in range: the whole image
+])
+def test_crop_boxes_are_torchvisions_algorithm_drawn_from_the_samples_generator(
+    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+) -> None:
+    spec = CropSpec(scale=scale, ratio=ratio)
+    for i in range(40):
+        box = random_crop_box(height, width, spec, crop_generator(3, 1, i))
+        assert box == plain_crop_box(height, width, scale, ratio, crop_generator(3, 1, i))
+        assert all(type(v) is int for v in box)
 
 
 def test_evaluation_input_is_the_central_crop_of_a_resized_shorter_side() -> None:

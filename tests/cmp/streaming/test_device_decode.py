@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cmp.streaming import CorruptImage, CorruptImageWarning, ImageIndex, StreamingSource, build_index, stream_eval
+from cmp.errors import DataError
+from cmp.streaming import CorruptImage, CorruptImageWarning, CropSpec, ImageIndex, StreamingSource, build_index, stream_eval, train_crop
 from cmp.streaming.device_decode import Pending, decode_pending, image_header
 from tests.cmp.streaming.images import CORRUPT, picture
 
@@ -98,7 +99,7 @@ def test_a_jpeg_the_device_refuses_is_decoded_on_the_cpu_and_one_nothing_reads_i
              Pending(2, 12, torch.frombuffer(bytearray(damaged), dtype=torch.uint8), (0, 0, 40, 60))]
     out, failed = decode_pending(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), items, 3, 8, torch.device("cpu"))
     assert out[0].float().mean() > 5  # decoded
-    assert [(item.row, item.sample) for item, _ in failed] == [(1, 11)]
+    assert [(item.row, item.sample) for item, _ in failed] == [(1, 11)] and "PIL: " in failed[0][1]
     assert not out[1].any()  # left for the caller to replace
 
 
@@ -112,14 +113,60 @@ def test_a_header_that_is_no_image_is_a_corrupt_image() -> None:
 def test_a_truncated_jpeg_is_replaced_after_the_device_fails_on_it_as_in_the_workers(tmp_path: Path, cache: Path) -> None:
     from tests.cmp.streaming.images import write_jpegs
 
-    paths = write_jpegs(tmp_path / "split" / "only", 6, seed=4, sizes=(40, 80))
-    paths[0].write_bytes(paths[0].read_bytes()[:700])  # a readable header, the pixels cut off
+    paths = write_jpegs(tmp_path / "split" / "only", 7, seed=4, sizes=(40, 80))
+    paths[3].write_bytes(paths[3].read_bytes()[:700])  # a readable header, the pixels cut off
     cut = build_index(tmp_path, "split", cache_dir=cache)
-    order = torch.arange(6)
-    with pytest.warns(CorruptImageWarning, match="img_000.jpg"):
-        in_workers = batches(cut, 0, order, batch_size=6, max_corrupt=0.5)
-    with pytest.warns(CorruptImageWarning, match="img_000.jpg"):
-        on_device = batches(cut, 0, order, batch_size=6, max_corrupt=0.5, decode_device="cpu")
+    order = torch.arange(7)
+    with pytest.warns(CorruptImageWarning, match="img_003.jpg"):
+        in_workers = batches(cut, 0, order, batch_size=7, max_corrupt=0.5)
+    with pytest.warns(CorruptImageWarning, match="img_003.jpg"):
+        on_device = batches(cut, 0, order, batch_size=7, max_corrupt=0.5, decode_device="cpu")
     assert torch.equal(in_workers[0].images, on_device[0].images)
-    assert [j for j, _ in on_device[0].corrupt] == [0] and on_device[0].lost == ()
-    assert on_device[0].images[0].any()  # the next image stands in, with the first one's crop
+    assert [j for j, _ in on_device[0].corrupt] == [3] and on_device[0].lost == ()
+    assert torch.equal(on_device[0].images[3], train_crop(cut.read(4), 3, SIZE, CropSpec(), 3, 0, 3))  # the next, with row 3's crop
+
+
+def test_a_jpeg_nothing_decodes_with_no_readable_image_after_it_is_an_error_naming_it(tmp_path: Path, cache: Path) -> None:
+    from tests.cmp.streaming.images import write_jpegs
+
+    (path,) = write_jpegs(tmp_path / "split" / "only", 1, seed=4, sizes=(40, 80))
+    path.write_bytes(path.read_bytes()[:700])
+    for k in range(2):
+        (tmp_path / "split" / "only" / f"z{k}.jpg").write_bytes(b"no image")
+    bad = build_index(tmp_path, "split", cache_dir=cache)
+    with pytest.raises(DataError, match="nor any of") as failed, pytest.warns(CorruptImageWarning):
+        batches(bad, 0, torch.arange(3), batch_size=3, max_corrupt=1.0, decode_device="cpu")
+    assert failed.value.where is not None and failed.value.where.endswith("img_000.jpg")
+
+
+@ignore_corrupt
+def test_the_cpu_decodes_only_what_the_device_refuses(tree: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in for nvJPEG that refuses one image: that one (and only that one) is decoded
+    by the CPU decoders, into the crop the workers would have made."""
+    import cmp.streaming.device_decode as device_decode
+
+    index = build_index(tree, "train", cache_dir=cache)
+    jpegs = [i for i in range(len(index)) if index.name(i).endswith(".jpg") and "broken" not in index.name(i)][:6]
+    refused = index.read(jpegs[2])
+    real_decode, real_fallback = device_decode._decode_all, device_decode.decode_bytes
+    fallbacks: list[int] = []
+
+    def nvjpeg(datas: list[torch.Tensor], channels: int, device: torch.device) -> list[torch.Tensor]:
+        if any(d.numpy().tobytes() == refused for d in datas):
+            raise RuntimeError("nvjpeg: unsupported")
+        return real_decode(datas, channels, device)
+
+    monkeypatch.setattr(device_decode, "_decode_all", nvjpeg)
+    monkeypatch.setattr(device_decode, "decode_bytes", lambda data, channels: fallbacks.append(len(data)) or real_fallback(data, channels))
+    order = torch.tensor(jpegs + [i for i in range(len(index)) if i not in jpegs])
+    (got,) = batches(index, 0, order, batch_size=6, decode_device="cpu", max_corrupt=0.5)[:1]
+    (want,) = batches(index, 0, order, batch_size=6, max_corrupt=0.5)[:1]
+    assert torch.equal(got.images, want.images) and got.corrupt == () and fallbacks == [len(refused)]
+
+    monkeypatch.setattr(device_decode, "decode_jpeg", None)
+    with pytest.raises(RuntimeError, match=r"^this torchvision has no decode_jpeg: decode in the workers \(decode_on: workers\)$"):
+        device_decode.decode_pending(got.images, [device_decode.Pending(0, 0, torch.zeros(3, dtype=torch.uint8), (0, 0, 1, 1))],
+                                     3, SIZE, torch.device("cpu"))
+    with pytest.raises(DataError, match="cannot decode JPEGs on a device") as refused_option:
+        StreamingSource(index, batch_size=8, size=SIZE, num_workers=0, decode_device="cpu")
+    assert refused_option.value.where == "data.params.decode_on"

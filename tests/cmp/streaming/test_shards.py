@@ -242,3 +242,24 @@ def test_written_shards_keep_suffixes_default_to_a_thousand_samples_and_name_the
     assert (out / "classes.txt").read_bytes() == "café\nthé\n".encode("utf-8")
     write_shards(Named(["a.jpg"]), out)  # type: ignore[arg-type]  # into a folder that exists
     assert open_shards(out, use_cache=False).classes == ["café", "thé"]
+
+
+def test_a_cache_file_that_is_not_this_shard_sets_index_is_ignored(tmp_path: Path, cache: Path) -> None:
+    import json
+
+    shard = tar_of(tmp_path / "s" / "s.tar", [("a.jpg", b"x"), ("a.cls", b"0"), ("b.jpg", b"y"), ("b.cls", b"1")])
+    assert open_shards(shard.parent, cache_dir=cache).from_cache is False
+    (stored,) = cache.glob("shards-*.json")
+    good = json.loads(stored.read_text(encoding="utf-8"))
+    for tampered in ([good], {**good, "format": -1}, {**good, "stamp": {}}, {**good, "shards": good["shards"] * 2},
+                     {**good, "shards": "?"}):
+        stored.write_text(json.dumps(tampered), encoding="utf-8")
+        again = open_shards(shard.parent, cache_dir=cache)
+        assert again.from_cache is False and len(again) == 2, tampered
+    assert open_shards(shard.parent, cache_dir=cache).from_cache is True  # rewritten by the last scan
+
+
+def test_a_shard_without_samples_says_what_a_sample_is(tmp_path: Path) -> None:
+    shard = tar_of(tmp_path / "s" / "s.tar", [("README", b"nothing here")])
+    error = error_of(lambda: open_shards(shard.parent, use_cache=False))
+    assert (error.message, error.where) == ("holds no samples (key.jpg + key.cls)", str(shard.resolve()))
