@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 from hypothesis import given, settings
@@ -199,3 +200,76 @@ def test_normalize_matches_torchvision_per_channel() -> None:
     got = ops.normalize(x, mean, std)
     for i in range(3):
         torch.testing.assert_close(got[i], TF.normalize(x[i], mean.tolist(), std.tolist()), atol=1e-6, rtol=0)
+
+
+def test_colour_adjustments_in_float64_match_torchvision_to_the_last_bits() -> None:
+    """float64 images with the float32 factors the augmentation draws: every constant and
+    factor is used in the images' dtype. Pixels with tied channels (r = g, g = b at the
+    maximum) take the hue's tie-breaking branches."""
+    x = images(6, 3, 8).double()
+    x[:, :, 0, 0] = torch.tensor([1.0, 1.0, 0.2], dtype=torch.float64)  # r = g = max
+    x[:, :, 0, 1] = torch.tensor([0.3, 0.9, 0.9], dtype=torch.float64)  # g = b = max
+    x[:, :, 0, 2] = torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64)  # grey
+    factors = torch.tensor([0.2, 0.5, 0.9, 1.0, 1.4, 1.8])
+    shifts = torch.tensor([-0.5, -0.2, -0.01, 0.0, 0.15, 0.4])
+    for ours, reference, params, atol in (
+        (ops.adjust_contrast, TF.adjust_contrast, factors, 1e-12),
+        (ops.adjust_saturation, TF.adjust_saturation, factors, 1e-12),
+        (ops.adjust_hue, TF.adjust_hue, shifts, 1e-6),  # torchvision's float64 HSV round trip itself drifts by 5e-7
+    ):
+        got = ours(x, params)
+        assert got.dtype == torch.float64
+        for i in range(x.shape[0]):
+            torch.testing.assert_close(got[i], reference(x[i], float(params[i])), atol=atol, rtol=0, msg=reference.__name__)
+    torch.testing.assert_close(ops.adjust_hue(x, torch.zeros(6)), x, atol=1e-15, rtol=0)  # ours: exact
+    grey = images(2, 1, 6)
+    assert ops.adjust_saturation_(grey, torch.tensor([0.0, 2.0])) is grey
+
+
+def test_resized_crop_in_float64_samples_in_float64() -> None:
+    x = images(2, 3, 16)
+    boxes = torch.tensor([[1.5, 2.25, 9.0, 11.0], [0.0, 0.0, 16.0, 16.0]])
+    flip = torch.tensor([True, False])
+    got = ops.resized_crop(x.double(), boxes.double(), flip, size=8)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got.float(), ops.resized_crop(x, boxes, flip, size=8), atol=1e-6, rtol=0)
+
+
+def plain_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                     generator: torch.Generator) -> torch.Tensor:
+    """torchvision's RandomResizedCrop per sample, from the documented draws: (n, 10) area
+    fractions, (n, 10) log ratios, then n tops and n lefts, each uniform in [0, 1)."""
+    areas = torch.rand(n, 10, generator=generator)
+    logs = torch.rand(n, 10, generator=generator)
+    tops, lefts = torch.rand(n, generator=generator), torch.rand(n, generator=generator)
+    rows = []
+    for i in range(n):
+        for k in range(10):
+            target = height * width * (scale[0] + (scale[1] - scale[0]) * float(areas[i, k]))
+            aspect = math.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * float(logs[i, k]))
+            w, h = math.sqrt(target * aspect), math.sqrt(target / aspect)
+            if w <= width and h <= height:
+                break
+        else:
+            if width / height < ratio[0]:
+                w, h = width, width / ratio[0]
+            elif width / height > ratio[1]:
+                w, h = height * ratio[1], height
+            else:
+                w, h = width, height
+        rows.append([(height - h) * float(tops[i]), (width - w) * float(lefts[i]), h, w])
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize(("height", "width", "scale", "ratio"), [
+    (28, 36, (0.08, 1.0), (3 / 4, 4 / 3)), (10, 100, (0.5, 1.0), (3 / 4, 4 / 3)), (100, 10, (0.5, 1.0), (3 / 4, 4 / 3)),
+    (12, 12, (0.9, 1.0), (0.5, 2.0)),
+])
+def test_crop_boxes_are_torchvisions_algorithm_on_the_generators_draws(
+    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+) -> None:
+    """The same float32 uniform numbers, turned into boxes in float32 by the batched code and
+    in float64 one try at a time here."""
+    got = ops.sample_crop_boxes(64, height, width, scale, ratio, torch.Generator().manual_seed(9), torch.device("cpu"))
+    want = plain_crop_boxes(64, height, width, scale, ratio, torch.Generator().manual_seed(9))
+    torch.testing.assert_close(got, want.float(), atol=1e-3, rtol=1e-4)
