@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
 from cmp.api.contracts import DataInfo
-from cmp_plugins.augmentations import ViewSpec, sample_view_params, simclr
+from cmp_plugins import image_ops as ops
+from cmp_plugins.augmentations import ViewPipeline, ViewSpec, blur_kernel, byol, multicrop, sample_view_params, simclr
 
 RGB32 = DataInfo("t", 3, 32, 32, 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 GRAY28 = DataInfo("t", 1, 28, 28, 10, (0.3,), (0.35,))
@@ -95,3 +99,76 @@ def test_no_randomness_gives_the_normalised_input() -> None:
     x = uint8_images(8, RGB32)
     view = aug(x, torch.Generator().manual_seed(0))[0]
     torch.testing.assert_close(view, aug.preprocess(x), atol=1e-5, rtol=0)
+
+
+def test_byols_pair_is_the_papers_table_6() -> None:
+    first, second = byol(RGB32).specs
+    for spec in (first, second):
+        assert (spec.brightness, spec.contrast, spec.saturation, spec.hue) == (0.4, 0.4, 0.2, 0.1)
+        assert (spec.crop_scale, spec.jitter_prob, spec.grayscale_prob) == ((0.08, 1.0), 0.8, 0.2)
+    assert (first.blur_prob, first.solarize_prob, second.blur_prob, second.solarize_prob) == (1.0, 0.0, 0.1, 0.2)
+    custom = byol(RGB32, size=24, crop_scale=(0.3, 1.0), jitter_prob=0.5, grayscale_prob=0.1,
+                  blur_probs=(0.5, 0.0), solarize_probs=(0.1, 0.3))
+    assert custom.size == 24 and custom.num_views == 2
+    assert [(s.crop_scale, s.jitter_prob, s.grayscale_prob, s.blur_prob, s.solarize_prob) for s in custom.specs] == [
+        ((0.3, 1.0), 0.5, 0.1, 0.5, 0.1), ((0.3, 1.0), 0.5, 0.1, 0.0, 0.3)]
+
+
+def test_multicrops_views_are_swavs_with_simclrs_colour_distortion() -> None:
+    big = DataInfo("t", 3, 70, 70, 10, (0.5,) * 3, (0.25,) * 3)
+    aug = multicrop(big, global_views=3, local_views=2, global_scale=(0.3, 1.0), local_scale=(0.05, 0.2), jitter_strength=0.5,
+                    jitter_prob=0.6, grayscale_prob=0.1)
+    assert aug.num_views == 5 and aug.global_views == 3 and aug.size == 70
+    assert [(s.size, s.crop_scale) for s in aug.specs] == [(None, (0.3, 1.0))] * 3 + [(30, (0.05, 0.2))] * 2  # 3/7 of 70
+    for spec in aug.specs:
+        assert (spec.brightness, spec.contrast, spec.saturation, spec.hue) == (0.4, 0.4, 0.4, 0.1)
+        assert (spec.jitter_prob, spec.grayscale_prob, spec.blur_prob) == (0.6, 0.1, 0.5)  # 70 px >= 64: blurred
+    small = multicrop(DataInfo("t", 1, 14, 14, 10, (0.5,), (0.25,)), jitter_strength=3.0)
+    assert [s.size for s in small.specs] == [None, None, 8, 8, 8, 8]  # 3/7 of 14 is 6, at least 8
+    assert small.specs[0].hue == 0.5 and small.specs[0].blur_prob == 0.0
+    assert multicrop(big, blur_prob=0.2, local_size=16).specs[-1].blur_prob == 0.2
+
+
+def test_the_blur_kernel_is_a_tenth_of_the_side_odd_and_at_least_three() -> None:
+    assert [blur_kernel(s) for s in (8, 28, 32, 64, 96, 224)] == [3, 3, 3, 7, 9, 23]
+
+
+def test_a_blurred_view_uses_the_kernel_of_its_own_size() -> None:
+    big = DataInfo("t", 3, 64, 64, 10, (0.5,) * 3, (0.25,) * 3)
+    spec = ViewSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0,
+                    blur_prob=1.0, blur_sigma=(1.5, 1.5))
+    pipeline = ViewPipeline(big, [spec], None)
+    images = uint8_images(2, big)
+    (view,) = pipeline(images, torch.Generator().manual_seed(0))
+    blurred = ops.gaussian_blur(images.float() / 255, torch.full((2,), 1.5), kernel_size=7)
+    torch.testing.assert_close(view, ops.normalize(blurred, pipeline.mean, pipeline.std), atol=1e-5, rtol=0)
+
+
+def test_chunks_augmented_by_worker_threads_make_the_same_views_as_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cmp_plugins.augmentations as augmentations
+
+    images = uint8_images(10, RGB32)
+    pipeline = simclr(RGB32)
+    whole = pipeline(images, torch.Generator().manual_seed(3))  # 10 images: one chunk
+    monkeypatch.setattr(augmentations, "CPU_CHUNK_VALUES", 4 * 3 * 32 * 32)  # chunks of 4 images
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = pipeline(images, torch.Generator().manual_seed(3))
+        torch.set_num_threads(2)
+        two = pipeline(images, torch.Generator().manual_seed(3))
+        assert torch.get_num_threads() == 2  # the workers' own single thread does not leak out
+        assert (os.getpid(), 2) in augmentations._workers
+    finally:
+        torch.set_num_threads(threads)
+    for a, b, c in zip(one, two, whole):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+        torch.testing.assert_close(a, c, atol=1e-6, rtol=0)
+
+
+def test_the_defaults_of_simclr_and_multicrop_are_the_papers() -> None:
+    assert simclr(RGB32).specs[0].flip_prob == 0.5
+    at_64 = multicrop(DataInfo("t", 3, 64, 64, 10, (0.5,) * 3, (0.25,) * 3))
+    spec = at_64.specs[0]
+    assert (spec.brightness, spec.hue, spec.jitter_prob, spec.grayscale_prob, spec.blur_prob) == (0.8, 0.2, 0.8, 0.2, 0.5)
+    assert multicrop(RGB32, size=40).size == 40
