@@ -228,7 +228,6 @@ class StreamingSource:
         self.batch_size = batch_size
         self.local_batch = batch_size // world_size
         self.rank = rank
-        self.world_size = world_size
         self.steps_per_epoch = len(images) // batch_size
         self.decode_device = _decode_device(decode_device)
         self._decoder = _Decoder(images, channels, size, crop, seed, 1.0, defer_jpeg=self.decode_device is not None)

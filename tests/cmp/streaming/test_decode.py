@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
+from torchvision.transforms.v2.functional import rgb_to_grayscale
 
 from cmp.streaming import CorruptImage, CropSpec, center_box, crop_generator, decode_bytes, eval_crop, random_crop_box, train_crop
 from tests.cmp.streaming.images import halves, picture
@@ -135,3 +136,43 @@ def test_evaluation_input_is_the_central_crop_of_a_resized_shorter_side() -> Non
 def test_the_central_box_of_a_one_pixel_image_is_that_pixel() -> None:
     assert center_box(1, 1, 0.875) == (0, 0, 1, 1)
     assert center_box(1, 9, 0.5) == (0, 4, 1, 1)  # at least one pixel, however small the fraction
+
+
+def pil_pixels(data: bytes, mode: str, luma_from_the_decoder: bool = False) -> torch.Tensor:
+    """PIL's decoding as (C, H, W) uint8; for a JPEG's grey, libjpeg's own luma (`draft`)."""
+    with Image.open(io.BytesIO(data)) as opened:
+        if luma_from_the_decoder:
+            opened.draft("L", opened.size)
+        array = np.asarray(opened.convert(mode))
+    tensor = torch.from_numpy(array.copy())
+    return tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.unsqueeze(0)
+
+
+def test_decoded_pixels_are_the_decoders_own_in_colour_and_in_grey() -> None:
+    colour = picture(40, 30, np.random.default_rng(5))
+    jpeg, grey_jpeg, webp = encoded(colour, "JPEG"), encoded(colour, "JPEG", "L"), encoded(colour, "WEBP")
+    assert torch.equal(decode_bytes(jpeg, 3), pil_pixels(jpeg, "RGB"))
+    assert torch.equal(decode_bytes(jpeg, 1), pil_pixels(jpeg, "L", luma_from_the_decoder=True))  # libjpeg's Y
+    assert torch.equal(decode_bytes(grey_jpeg, 1), pil_pixels(grey_jpeg, "L"))
+    # torchvision reads WebP in colour only: grey is then torchvision's own luma of the colour image
+    assert torch.equal(decode_bytes(webp, 1), rgb_to_grayscale(decode_bytes(webp, 3)))
+
+
+def test_without_torchvisions_decoders_pil_decodes_every_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cmp.streaming.decode as decode
+
+    monkeypatch.setattr(decode, "decode_image", None)
+    colour = picture(40, 30, np.random.default_rng(6))
+    for data in (encoded(colour, "JPEG"), encoded(colour, "PNG", "P"), encoded(colour, "PNG", "RGBA")):
+        assert torch.equal(decode_bytes(data, 3), pil_pixels(data, "RGB"))
+        assert torch.equal(decode_bytes(data, 1), pil_pixels(data, "L"))  # PIL's own grey, not torchvision's
+    with pytest.raises(CorruptImage, match="^cannot identify image file$"):
+        decode_bytes(b"\x00garbage" * 50, 3)
+
+
+def test_a_corrupt_images_reason_is_each_decoders_first_sentence_without_source_locations() -> None:
+    with pytest.raises(CorruptImage) as both:
+        decode_bytes(b"not an image at all", 3)
+    assert str(both.value) == "Unsupported image file; PIL: cannot identify image file"
+    with pytest.raises(CorruptImage, match="^empty file$"):
+        decode_bytes(b"", 1)

@@ -73,7 +73,7 @@ def test_a_corrupt_image_is_replaced_by_the_next_readable_one_named_and_counted(
     feed = source(index)
     with pytest.warns(CorruptImageWarning, match="broken.jpg.*cannot decode"):
         first = next(feed.epoch(0, order))
-    assert list(feed.corrupt) == [broken]
+    assert list(feed.corrupt) == [broken] and feed.corrupt[broken] == "Unsupported image file; PIL: cannot identify image file"
     assert first.ids[0] == broken and first.labels[0] == index.labels[broken]
     stand_in = train_crop(index.read(broken + 1), 3, SIZE, CropSpec(), 3, 0, broken)
     assert torch.equal(first.images[0], stand_in)
@@ -150,3 +150,44 @@ def test_evaluation_defaults_are_the_central_seven_eighths_and_one_corrupt_image
     assert torch.equal(first.images[0], eval_crop(index.read(0), 3, SIZE, 0.875))
     with pytest.raises(DataError, match="1 of 41 images cannot be decoded"), pytest.warns(CorruptImageWarning):
         list(stream_eval(index, size=SIZE, batch_size=16, num_workers=0))  # 1 of 41 is more than 1 %
+
+
+def test_a_source_refuses_what_cannot_work_with_one_clear_message(index: ImageIndex) -> None:
+    for rank, world_size in ((0, 0), (2, 2), (-1, 2)):
+        with pytest.raises(ValueError, match=rf"^rank {rank} is not one of {world_size} process\(es\)$"):
+            StreamingSource(index, batch_size=8, size=SIZE, rank=rank, world_size=world_size, num_workers=0)
+    for batch_size, world_size, message in ((0, 1, "batch size 0 does not divide among 1 process(es)"),
+                                            (9, 2, "batch size 9 does not divide among 2 process(es)"),
+                                            (42, 1, "41 images make no batch of 42")):
+        with pytest.raises(DataError) as refused:
+            StreamingSource(index, batch_size=batch_size, size=SIZE, world_size=world_size, num_workers=0)
+        assert (refused.value.message, refused.value.where) == (message, "train.batch_size")
+    assert StreamingSource(index, batch_size=1, size=SIZE, num_workers=0).steps_per_epoch == 41
+
+
+@ignore_corrupt
+def test_a_sources_defaults_are_seed_zero_and_one_corrupt_image_in_a_hundred(index: ImageIndex, tree: Path) -> None:
+    order = perm(len(index), seed=2)
+    with StreamingSource(index, batch_size=8, size=SIZE, num_workers=0, max_corrupt=0.1) as default_seed:
+        first = next(default_seed.epoch(0, order))
+    assert torch.equal(first.images[0], train_crop(index.read(int(order[0])), 3, SIZE, CropSpec(), 0, 0, int(order[0])))
+    broken = [index.name(i) for i in range(len(index))].index(str(tree / "train" / CORRUPT))
+    with StreamingSource(index, batch_size=8, size=SIZE, num_workers=0) as strict, pytest.raises(DataError, match="1 of 41"):
+        list(strict.epoch(0, torch.cat([torch.tensor([broken]), torch.tensor([i for i in range(41) if i != broken])])))
+
+
+def test_closing_a_source_stops_its_workers_and_it_can_start_again(index: ImageIndex) -> None:
+    with StreamingSource(index, batch_size=8, size=SIZE, num_workers=1, max_corrupt=0.1) as source:
+        with pytest.warns(CorruptImageWarning):
+            first = list(source.epoch(0, perm(41)))
+        workers = list(source._loader._iterator._workers)  # type: ignore[union-attr]
+        assert workers and all(w.is_alive() for w in workers)  # persistent between epochs
+        source.close()
+        assert source._loader is None and not any(w.is_alive() for w in workers)
+        again = list(source.epoch(0, perm(41)))
+        assert all(torch.equal(a.images, b.images) for a, b in zip(first, again, strict=True))
+    in_process = StreamingSource(index, batch_size=8, size=SIZE, num_workers=0, max_corrupt=0.1)
+    with pytest.warns(CorruptImageWarning):
+        list(in_process.epoch(0, perm(41)))
+    in_process.close()  # no worker processes to stop
+    assert in_process._loader is None
