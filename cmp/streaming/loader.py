@@ -81,7 +81,7 @@ class _Decoder(Dataset[Batch]):
     """
 
     def __init__(self, images: EncodedImages, channels: int, size: int, crop: CropSpec | None, seed: int,
-                 fraction: float, defer_jpeg: bool = False) -> None:
+                 fraction: float, *, defer_jpeg: bool) -> None:
         self.images = images
         self.channels = channels
         self.size = size

@@ -191,3 +191,37 @@ def test_closing_a_source_stops_its_workers_and_it_can_start_again(index: ImageI
         list(in_process.epoch(0, perm(41)))
     in_process.close()  # no worker processes to stop
     assert in_process._loader is None
+
+
+def test_corrupt_files_are_named_in_the_first_ten_warnings_then_only_counted(tmp_path: Path, cache: Path) -> None:
+    from cmp.streaming.loader import REPLACEMENT_TRIES, WARN_FILES, Batch, _Tally
+
+    for k in range(14):
+        (tmp_path / "split" / "c").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "split" / "c" / f"bad{k:02d}.jpg").write_bytes(b"no image")
+    bad = build_index(tmp_path, "split", cache_dir=cache)
+    tally = _Tally(bad, max_corrupt=1.0)
+    none = torch.zeros(0, dtype=torch.int64)
+
+    def batch(*corrupt: int) -> Batch:
+        return Batch(torch.zeros(0, 3, 1, 1, dtype=torch.uint8), none, none, tuple((j, f"reason {j}") for j in corrupt))
+
+    with pytest.warns(CorruptImageWarning) as said:
+        tally.check(batch(0, 1))
+        tally.check(batch(1, 2, *range(3, 12)))  # 1 again: counted once; later ones still seen
+    assert len(tally.corrupt) == 12 and tally.corrupt[2] == "reason 2"
+    messages = [str(w.message) for w in said]
+    assert len(messages) == WARN_FILES == 10
+    assert messages[0] == f"{bad.name(0)}: cannot decode (reason 0); the next readable image stands in for it"
+    assert messages[-1].endswith("stands in for it; later ones are only counted") and not messages[-2].endswith("counted")
+    with pytest.raises(DataError) as lost:
+        tally.check(Batch(torch.zeros(1, 3, 1, 1, dtype=torch.uint8), none, none, (), (13,)))
+    assert lost.value.message == f"cannot be decoded, nor any of the {REPLACEMENT_TRIES - 1} samples after it" == (
+        "cannot be decoded, nor any of the 7 samples after it")
+    assert lost.value.where == bad.name(13)
+
+
+def test_the_index_cache_makes_its_folders(tree: Path, tmp_path: Path) -> None:
+    deep = tmp_path / "a" / "b" / "c"
+    assert build_index(tree, "train", cache_dir=deep).from_cache is False
+    assert build_index(tree, "train", cache_dir=deep).from_cache is True
