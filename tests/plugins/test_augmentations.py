@@ -172,3 +172,13 @@ def test_the_defaults_of_simclr_and_multicrop_are_the_papers() -> None:
     spec = at_64.specs[0]
     assert (spec.brightness, spec.hue, spec.jitter_prob, spec.grayscale_prob, spec.blur_prob) == (0.8, 0.2, 0.8, 0.2, 0.5)
     assert multicrop(RGB32, size=40).size == 40
+
+
+def test_preprocess_resizes_only_what_is_not_already_square_at_the_size() -> None:
+    pipeline = simclr(GRAY28)
+    same = uint8_images(3, GRAY28)
+    assert torch.equal(pipeline.preprocess(same), ops.normalize(same.float() / 255, pipeline.mean, pipeline.std))
+    for height, width in ((28, 32), (32, 28)):
+        wide = torch.randint(0, 256, (2, 1, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+        resized = torch.nn.functional.interpolate(wide.float() / 255, size=(28, 28), mode="bilinear", antialias=True)
+        torch.testing.assert_close(pipeline.preprocess(wide), ops.normalize(resized, pipeline.mean, pipeline.std), atol=1e-6, rtol=0)
