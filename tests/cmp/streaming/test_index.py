@@ -115,3 +115,56 @@ def test_a_cached_stamp_is_current_only_while_every_folder_keeps_its_time(tmp_pa
     assert not index_module._unchanged({str(folder): stamp[str(folder)] + 1})
     assert not index_module._unchanged({str(tmp_path / "gone"): 0})  # a folder removed since
     assert not index_module._unchanged([str(folder)])  # a cache file that is not ours
+
+
+def test_every_bad_folder_or_class_list_is_one_exact_message(tmp_path: Path, cache: Path) -> None:
+    def refusal(*args: object, **kwargs: object) -> tuple[str, str | None]:
+        with pytest.raises(DataError) as info:
+            build_index(*args, cache_dir=cache, **kwargs)  # type: ignore[arg-type]
+        return info.value.message, info.value.where
+
+    split = (tmp_path / "train").resolve()
+    split.mkdir()
+    assert refusal(tmp_path, "train") == ("holds no class folders (expected <class>/<images>)", str(split))
+    (split / "a").mkdir()
+    assert refusal(tmp_path, "train") == ("class folder holds no images (.bmp, .jpeg, .jpg, .png, .webp)", str(split / "a"))
+    write_jpegs(split / "a", 1, seed=0, sizes=(20, 30))
+    assert refusal(tmp_path, "train", classes=[]) == ("the list of classes to keep is empty", str(split))
+    assert refusal(tmp_path, "train", classes=["a", "a"]) == ("the list of classes to keep names a class twice", str(split))
+    assert refusal(tmp_path, "train", classes=["a", "z1", "z2", "z3", "z4", "z5", "z6", "z7"]) == (
+        "has no folder for class(es) z1, z2, z3, z4, z5 and 2 more", str(split))
+    assert refusal(tmp_path, "train", classes=["z1", "z2", "z3", "z4", "z5"]) == (
+        "has no folder for class(es) z1, z2, z3, z4, z5", str(split))
+
+
+def test_image_names_are_the_files_paths_and_nothing_is_cached_when_asked(tmp_path: Path, cache: Path) -> None:
+    (first,) = write_jpegs(tmp_path / "train" / "a", 1, seed=0, sizes=(20, 30))
+    index = build_index(tmp_path, "train", cache_dir=cache, use_cache=False)
+    assert index.name(0) == str(first.resolve()) and index.from_cache is False
+    assert not cache.exists()
+
+
+def test_each_folder_and_class_list_has_its_own_cache(tmp_path: Path, cache: Path) -> None:
+    for tree in ("one", "two"):
+        for name in ("a", "b"):
+            write_jpegs(tmp_path / tree / "x" / "train" / name, 1, seed=0, sizes=(20, 30))
+    trees = [tmp_path / tree / "x" for tree in ("one", "two")]  # the same split and folder names, other paths
+    for root in trees:
+        for classes in (["a"], ["a", "b"]):
+            assert build_index(root, "train", classes, cache_dir=cache).from_cache is False
+    assert len(list(cache.glob("*.json"))) == 4
+    assert all(build_index(root, "train", classes, cache_dir=cache).from_cache is True
+               for root in trees for classes in (["a"], ["a", "b"]))
+
+
+def test_a_cache_file_of_another_format_root_or_class_list_is_not_used(tmp_path: Path, cache: Path) -> None:
+    import json
+
+    write_jpegs(tmp_path / "train" / "a", 2, seed=0, sizes=(20, 30))
+    build_index(tmp_path, "train", cache_dir=cache)
+    (stored,) = cache.glob("*.json")
+    good = json.loads(stored.read_text(encoding="utf-8"))
+    for tampered in ([good], {**good, "format": -1}, {**good, "root": "/elsewhere"}, {**good, "classes": ["b"]}):
+        stored.write_text(json.dumps(tampered), encoding="utf-8")
+        again = build_index(tmp_path, "train", cache_dir=cache)
+        assert again.from_cache is False and len(again) == 2, tampered
