@@ -135,13 +135,19 @@ def resized_crop(image: Tensor, box: Box, size: int) -> Tensor:
     """uint8 (C, H, W) cropped to `box` and resized to (C, size, size), antialiased bilinear.
 
     On the CPU PyTorch resizes uint8 directly; elsewhere (CUDA has no uint8 antialiased
-    kernel) through float32, rounded back to uint8.
+    kernel) through float32 (`resize_through_float`).
     """
     top, left, h, w = box
     part = image[None, :, top : top + h, left : left + w]
     if image.device.type == "cpu":
         return F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-    resized = F.interpolate(part.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return resize_through_float(part, size)[0]
+
+
+def resize_through_float(images: Tensor, size: int) -> Tensor:
+    """uint8 (N, C, H, W) -> (N, C, size, size), antialiased bilinear in float32, rounded
+    back to uint8: within one level of the uint8 kernel, for devices that lack it."""
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 

@@ -176,3 +176,19 @@ def test_a_corrupt_images_reason_is_each_decoders_first_sentence_without_source_
     assert str(both.value) == "Unsupported image file; PIL: cannot identify image file"
     with pytest.raises(CorruptImage, match="^empty file$"):
         decode_bytes(b"", 1)
+
+
+def test_crops_are_torchvisions_antialiased_resize_and_the_float_path_is_within_a_level() -> None:
+    from cmp.streaming.decode import resize_through_float, resized_crop
+
+    image = decode_bytes(encoded(picture(300, 220, np.random.default_rng(3)), "PNG"), 3)
+    image[:, :40, :60] = 0  # a black corner: stays black, not lifted by clamping
+    for box, size in (((0, 0, 120, 150), 48), ((10, 20, 200, 260), 64), ((5, 5, 30, 30), 64)):
+        ours = resized_crop(image, box, size)
+        want = TF.resized_crop(image, *box, [size, size], antialias=True)
+        assert ours.dtype == torch.uint8 and torch.equal(ours, want)
+        through_float = resize_through_float(image[None, :, box[0]: box[0] + box[2], box[1]: box[1] + box[3]], size)[0]
+        assert through_float.dtype == torch.uint8
+        assert (through_float.int() - want.int()).abs().max() <= 1
+    corner = resize_through_float(image[None, :, :40, :60], 16)[0]
+    assert not corner.any()
