@@ -225,3 +225,15 @@ def test_the_index_cache_makes_its_folders(tree: Path, tmp_path: Path) -> None:
     deep = tmp_path / "a" / "b" / "c"
     assert build_index(tree, "train", cache_dir=deep).from_cache is False
     assert build_index(tree, "train", cache_dir=deep).from_cache is True
+
+
+def test_estimated_statistics_sum_over_every_batch_and_sample_with_seed_zero(index: ImageIndex) -> None:
+    from cmp.streaming import Subset
+
+    thrice = Subset(index, list(range(len(index))) * 3)  # 123 images: two batches of the estimate's 64
+    rows = [i % len(index) for i in range(123)]
+    np.testing.assert_allclose(estimate_statistics(thrice, channels=3, size=SIZE, count=200),
+                               plain_statistics(index, rows, 0.875), rtol=1e-12)
+    by_default = estimate_statistics(index, channels=3, size=SIZE, count=10)
+    seeded = sorted(np.random.default_rng(0).choice(len(index), size=10, replace=False).tolist())
+    np.testing.assert_allclose(by_default, plain_statistics(index, seeded, 0.875), rtol=1e-12)
