@@ -237,3 +237,14 @@ def test_estimated_statistics_sum_over_every_batch_and_sample_with_seed_zero(ind
     by_default = estimate_statistics(index, channels=3, size=SIZE, count=10)
     seeded = sorted(np.random.default_rng(0).choice(len(index), size=10, replace=False).tolist())
     np.testing.assert_allclose(by_default, plain_statistics(index, seeded, 0.875), rtol=1e-12)
+
+
+@ignore_corrupt
+def test_closing_stops_the_workers_even_while_an_epoch_is_still_held(index: ImageIndex) -> None:
+    source = StreamingSource(index, batch_size=8, size=SIZE, num_workers=1, max_corrupt=0.1)
+    held = source.epoch(0, perm(41))
+    next(held)  # an epoch left half-read, its iterator still referenced
+    workers = list(source._loader._iterator._workers)  # type: ignore[union-attr]
+    source.close()
+    assert not any(w.is_alive() for w in workers)
+    del held
