@@ -208,3 +208,39 @@ def test_parameters_wrong_only_together_are_one_error_at_their_recipe_key(write_
     one = both.replace("warmup_epochs: 2, ", "warmup_epochs: 0, ")
     cells = resolve(load_recipe(write_recipe(one)), plugins.registry)
     assert {c.parts["schedule"].params["warmup_fraction"] for c in cells} == {0.5}
+
+
+def test_a_methods_own_components_keep_their_preset_values_unmarked_and_missing_parts_read_none(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    recipe = BASE.replace("  moco: {preset: moco}\n", "  byol: {preset: byol}\n")
+    cells = resolve(load_recipe(write_recipe(recipe)), plugins.registry)
+    rows = {cell.method: row for cell, row in zip(cells, method_differences(cells))}
+    assert rows["simclr"]["predictor"] == "none" and rows["byol"]["predictor"] == "mlp"
+    # the loss is named by each preset itself: its parameters are the preset's, not "kept" from it
+    assert not any(key.startswith("loss.") and "(preset" in value for row in rows.values() for key, value in row.items())
+
+
+def test_short_values_are_compact_json() -> None:
+    from cmp.config.cells import _short
+
+    assert _short({"a": [1, 2]}) == '{"a":[1,2]}' and _short("text") == "text"
+
+
+def test_the_executor_is_the_recipes_or_local_with_its_parameters(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    from cmp.config.cells import resolve_executor
+
+    default = resolve_executor(load_recipe(write_recipe(BASE)), plugins.registry)
+    assert (default.name, default.params) == ("local", {"jobs": 1})
+    jobs = resolve_executor(load_recipe(write_recipe(BASE + "executor: {params: {jobs: 2}}\n")), plugins.registry)
+    assert (jobs.name, jobs.params) == ("local", {"jobs": 2})
+    with pytest.raises(RecipeError, match=r"executor\.params\.jobs.*greater than 0"):
+        resolve_executor(load_recipe(write_recipe(BASE + "executor: {params: {jobs: 0}}\n")), plugins.registry)
+    with pytest.raises(RecipeError, match=r"executor\.params.*unknown key 'jbos'"):
+        resolve_executor(load_recipe(write_recipe(BASE + "executor: {name: local, params: {jbos: 2}}\n")), plugins.registry)
+
+
+def test_a_value_two_methods_share_is_no_difference_whoever_set_it(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    both = BASE.replace("  simclr: {preset: simclr}\n  moco: {preset: moco}\n",
+                        "  simclr: {preset: simclr, loss: {name: nt_xent, params: {temperature: 0.3}}}\n"
+                        "  moco: {preset: moco, loss: {name: nt_xent, params: {temperature: 0.3}}}\n")
+    cells = resolve(load_recipe(write_recipe(both)), plugins.registry)
+    assert all("loss.temperature" not in row for row in method_differences(cells))
