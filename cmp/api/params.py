@@ -18,6 +18,7 @@ mistake, not 1), a float must be finite (`lr: 1e309` is inf), and an int must li
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -136,12 +137,17 @@ class ParamError(ValueError):
         self.message = message
 
 
+_UNION_MEMBER = re.compile(r"^[a-z][a-z_-]*\[.*\]$")
+"""pydantic's name for the member of a union an error was found in (`literal['a','b']`,
+`list[int]`): part of its location, but no key a recipe writes."""
+
+
 def describe_validation_error(
     exc: pydantic.ValidationError, known: list[str] | None = None, label: str = ""
 ) -> tuple[tuple[str, ...], str]:
     """pydantic's first error as (key path parts, one-line message)."""
     err = exc.errors(include_url=False)[0]
-    loc = tuple(str(part) for part in err["loc"])
+    loc = tuple(str(part) for part in err["loc"] if not _UNION_MEMBER.match(str(part)))
     kind = err["type"]
     if kind == "extra_forbidden":
         name = loc[-1]

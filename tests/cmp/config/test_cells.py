@@ -71,6 +71,8 @@ def test_grids_in_a_list_and_method_specific_keys(write_recipe, plugins) -> None
          ["sweep.loss.params.temperature", "unknown key 'temperature'"]),
         ("sweep: {train.epochs: []}\n", ["sweep", "train.epochs lists no values"]),
         ("sweep:\n  - {loss.params.temprature: [0.1]}\n", ["sweep.0.loss.params.temprature", "did you mean 'temperature'"]),
+        # a value outside a union (pairs: a name or a list of pairs): the key, not pydantic's name of the union member
+        ("sweep: {pairs: [sideways]}\n", ["sweep.pairs: input should be 'symmetric', 'one_way' or 'multicrop'"]),
         # SimCLR's preset warms up for one epoch: a warm-up fraction beside it is refused at load (check_params)
         ("sweep: {schedule.params.warmup_fraction: [0.1]}\n",
          ["sweep.schedule.params.warmup_fraction", "give warmup_epochs (1.0) or warmup_fraction (0.1), not both"]),
@@ -244,3 +246,29 @@ def test_a_value_two_methods_share_is_no_difference_whoever_set_it(write_recipe,
                         "  moco: {preset: moco, loss: {name: nt_xent, params: {temperature: 0.3}}}\n")
     cells = resolve(load_recipe(write_recipe(both)), plugins.registry)
     assert all("loss.temperature" not in row for row in method_differences(cells))
+
+
+@pytest.mark.parametrize(("train", "method", "where", "message"), [
+    ("device: cuda", "{preset: simclr}", "train.device", "'cuda' asked for, but CUDA is not available here"),
+    ("device: mps", "{preset: simclr}", "train.device", "'mps' asked for, but MPS is not available here"),
+    ("device: cpu", "{preset: simclr, predictor: {params: {hidden_dim: 8}}}", "methods.simclr.predictor",
+     "sets parameters, but no projection head is chosen; add name:"),
+])
+def test_a_device_or_part_that_cannot_be_used_is_one_error_at_its_key(  # type: ignore[no-untyped-def]
+    write_recipe, plugins, train: str, method: str, where: str, message: str,
+) -> None:
+    import torch
+
+    if (train == "device: cuda" and torch.cuda.is_available()) or (train == "device: mps" and torch.backends.mps.is_available()):
+        pytest.skip("the device is there")
+    text = BASE.replace("batch_size: 32}", f"batch_size: 32, {train}}}").replace("  simclr: {preset: simclr}\n", f"  simclr: {method}\n")
+    path = write_recipe(text)
+    with pytest.raises(RecipeError) as info:
+        resolve(load_recipe(path), plugins.registry)
+    assert info.value.message == message and info.value.where == f"{path}: {where}"
+
+
+def test_a_part_named_none_is_left_out(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace("  moco: {preset: moco}\n", "  byol: {preset: byol, predictor: none}\n")
+    byol = next(c for c in resolve(load_recipe(write_recipe(text)), plugins.registry) if c.method == "byol")
+    assert byol.parts["predictor"] is None
