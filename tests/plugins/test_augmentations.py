@@ -182,3 +182,34 @@ def test_preprocess_resizes_only_what_is_not_already_square_at_the_size() -> Non
         wide = torch.randint(0, 256, (2, 1, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
         resized = torch.nn.functional.interpolate(wide.float() / 255, size=(28, 28), mode="bilinear", antialias=True)
         torch.testing.assert_close(pipeline.preprocess(wide), ops.normalize(resized, pipeline.mean, pipeline.std), atol=1e-6, rtol=0)
+
+
+def test_a_view_is_the_documented_chain_of_image_ops_on_its_drawn_parameters() -> None:
+    """Crop and flip, brightness, contrast, saturation, hue, grayscale, blur, solarize, then
+    normalise, in that order, each on the samples its parameters pick (an independent
+    composition of the ops, from a generator in the same state)."""
+    big = DataInfo("t", 3, 40, 40, 10, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+    spec = ViewSpec(crop_scale=(0.3, 1.0), brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, jitter_prob=0.7,
+                    grayscale_prob=0.3, blur_prob=0.5, blur_sigma=(0.5, 1.5), solarize_prob=0.4)
+    images = uint8_images(16, big, seed=4)
+    (view,) = ViewPipeline(big, [spec], 24)(images, torch.Generator().manual_seed(11))
+    p = sample_view_params(spec, 16, 40, 40, torch.Generator().manual_seed(11), torch.device("cpu"))
+    assert p["solarize"].any() and (~p["solarize"]).any() and p["grayscale"].any() and (p["sigma"] > 0).any()
+    x = ops.resized_crop(images.float() / 255, p["box"], p["flip"], 24)
+    x = ops.adjust_brightness(x, p["brightness"])
+    x = ops.adjust_contrast(x, p["contrast"])
+    x = ops.adjust_saturation(x, p["saturation"])
+    x = ops.adjust_hue(x, p["hue"])
+    x = ops.to_grayscale_where(x, p["grayscale"])
+    x = ops.gaussian_blur(x, p["sigma"], blur_kernel(24))
+    x = ops.solarize_where(x, p["solarize"])
+    torch.testing.assert_close(view, ops.normalize(x, torch.tensor(big.mean), torch.tensor(big.std)), atol=1e-5, rtol=0)
+
+
+def test_chunks_are_a_batch_on_an_accelerator_and_about_a_million_values_on_the_cpu() -> None:
+    import cmp_plugins.augmentations as augmentations
+
+    assert augmentations.chunk_size(torch.empty(7, 3, 8, 8, device="meta")) == 7  # not the CPU: the whole batch
+    assert augmentations.chunk_size(torch.empty(0, 3, 8, 8)) == 1
+    assert augmentations.chunk_size(torch.empty(5, 3, 32, 32)) == (1 << 20) // (3 * 32 * 32)
+    assert augmentations.chunk_size(torch.empty(2, 3, 1024, 1024)) == 1  # one image larger than a chunk
