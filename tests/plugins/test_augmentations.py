@@ -213,3 +213,4 @@ def test_chunks_are_a_batch_on_an_accelerator_and_about_a_million_values_on_the_
     assert augmentations.chunk_size(torch.empty(0, 3, 8, 8)) == 1
     assert augmentations.chunk_size(torch.empty(5, 3, 32, 32)) == (1 << 20) // (3 * 32 * 32)
     assert augmentations.chunk_size(torch.empty(2, 3, 1024, 1024)) == 1  # one image larger than a chunk
+    assert augmentations.chunk_size(torch.empty(1, 1, 28, 28)) == (1 << 20) // (28 * 28)
