@@ -214,3 +214,10 @@ def test_chunks_are_a_batch_on_an_accelerator_and_about_a_million_values_on_the_
     assert augmentations.chunk_size(torch.empty(5, 3, 32, 32)) == (1 << 20) // (3 * 32 * 32)
     assert augmentations.chunk_size(torch.empty(2, 3, 1024, 1024)) == 1  # one image larger than a chunk
     assert augmentations.chunk_size(torch.empty(1, 1, 28, 28)) == (1 << 20) // (28 * 28)
+
+
+def test_the_normalisation_constants_stay_out_of_checkpoints() -> None:
+    """They come from the data set, not from training: a state dict without them loads into
+    any pipeline (and old checkpoints stay loadable)."""
+    pipeline = simclr(RGB32)
+    assert dict(pipeline.named_buffers()).keys() == {"mean", "std"} and pipeline.state_dict() == {}
