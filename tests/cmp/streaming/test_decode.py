@@ -113,6 +113,7 @@ def plain_crop_box(height: int, width: int, scale: tuple[float, float], ratio: t
     (10, 1000, (0.2, 0.6), (3 / 4, 4 / 3)),  # no draw fits: too wide for the ratio
     (1000, 10, (0.2, 0.6), (3 / 4, 4 / 3)),  # too tall
     (30, 30, (1.5, 2.0), (1.0, 1.0)),  # no draw fits, the ratio in range: the whole image
+    (30, 30, (1.5, 2.0), (0.5, 2.0)),  # as above, inside a range wider than the image's ratio
 ])
 def test_crop_boxes_are_torchvisions_algorithm_drawn_from_the_samples_generator(
     height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
@@ -192,3 +193,14 @@ def test_crops_are_torchvisions_antialiased_resize_and_the_float_path_is_within_
         assert (through_float.int() - want.int()).abs().max() <= 1
     corner = resize_through_float(image[None, :, :40, :60], 16)[0]
     assert not corner.any()
+
+
+def test_a_16_bit_png_keeps_its_high_byte() -> None:
+    levels = (np.arange(40 * 30, dtype=np.uint32).reshape(30, 40) * 53 % 65536).astype(np.uint16)
+    image = Image.new("I;16", (40, 30))
+    image.frombytes(levels.astype("<u2").tobytes())
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    high = torch.from_numpy((levels >> 8).astype(np.uint8))
+    assert torch.equal(decode_bytes(buffer.getvalue(), 1), high[None])
+    assert torch.equal(decode_bytes(buffer.getvalue(), 3), high[None].expand(3, -1, -1))
