@@ -17,13 +17,13 @@ sample in index order (deterministic, so a resumed run sees the same), keeping i
 (ids in a batch stay unique: a step's in-batch masks rely on it), with a
 `CorruptImageWarning` naming the file for the first `WARN_FILES` of them; when more than
 `max_corrupt` (a fraction of the data set) are found, or no readable image follows one,
-it is a `DataError` naming the file.
+it is a `DataError` naming the file. One unreadable JPEG in a million (ImageNet has a
+few odd files) should not end a week's run, but a broken copy of the data set should stop
+it early and say where.
 
 `decode_device` moves JPEG decoding out of the workers: they read the bytes and header and
 choose the crop box, and the batch is decoded on that device in the main process
-(`cmp.streaming.device_decode`: nvJPEG on a GPU). The crops are the same boxes either way. One unreadable JPEG in a million (ImageNet has a
-few odd files) should not end a week's run, but a broken copy of the data set should stop
-it early and say where.
+(`cmp.streaming.device_decode`: nvJPEG on a GPU). The crops are the same boxes either way.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cmp.errors import CmpWarning, DataError
-from cmp.streaming.decode import Box, CorruptImage, CropSpec, center_box, crop_generator, eval_crop, random_crop_box, train_crop
+from cmp.streaming.decode import Box, CorruptImage, CropSpec, center_box, crop_generator, decode_bytes, random_crop_box, resized_crop
 from cmp.streaming.device_decode import Pending, decode_pending, device_decoding_available, image_header
 from cmp.streaming.index import EncodedImages, Subset
 
@@ -126,9 +126,8 @@ class _Decoder(Dataset[Batch]):
         lost.append(i)
 
     def _crop(self, data: bytes, epoch: int, i: int) -> Tensor:
-        if self.crop is None:
-            return eval_crop(data, self.channels, self.size, self.fraction)
-        return train_crop(data, self.channels, self.size, self.crop, self.seed, epoch, i)
+        image = decode_bytes(data, self.channels)
+        return resized_crop(image, self._box(image.shape[1], image.shape[2], epoch, i), self.size)
 
     def _box(self, height: int, width: int, epoch: int, i: int) -> Box:
         if self.crop is None:
