@@ -108,9 +108,7 @@ class RayExecutor:
                 results[i] = self._outcome(ray, ready[0], cells[i], context)
                 context.on_done(results[i])
         except KeyboardInterrupt:
-            for ref in refs:
-                if refs[ref] not in results:
-                    ray.cancel(ref, force=True)
+            _cancel_unfinished(ray, [ref for ref, i in refs.items() if i not in results])
             raise
         finally:
             marker.unlink(missing_ok=True)
@@ -129,6 +127,19 @@ class RayExecutor:
             rundir.path.mkdir(parents=True, exist_ok=True)
             rundir.write_result(result)
             return result
+
+
+def _cancel_unfinished(ray: Any, refs: list[Any]) -> None:
+    """Cancel the tasks not finished yet; the finished ones keep their results.
+
+    Not forced: Ray raises KeyboardInterrupt in a running task, which then ends as
+    cancelled. A forced cancel kills the worker, and when that task finishes at the same
+    moment Ray 2.x aborts the driver ("Tried to complete task that was not pending")."""
+    if not refs:
+        return
+    _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=0)
+    for ref in unfinished:
+        ray.cancel(ref, force=False)
 
 
 def _ray_task(

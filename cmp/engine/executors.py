@@ -79,10 +79,19 @@ def run_cell_on_processes(
     `cmp run --nproc` does: what a Ray task asking for several GPUs runs."""
     if processes <= 1:
         return run_cell_in_worker(plugins, modules, out_dir, cell, threads)
-    mp.start_processes(
+    group = mp.start_processes(
         _cell_process, args=(processes, _free_port(), plugins, list(modules), out_dir, cell, threads),
-        nprocs=processes, start_method="spawn",
+        nprocs=processes, start_method="spawn", join=False,
     )
+    try:
+        while not group.join(timeout=1.0):  # wakes each second, so an interrupt is seen
+            pass
+    except BaseException:  # interrupted or cancelled (a Ray cancel is a KeyboardInterrupt): end the others
+        for process in group.processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=30)
+        raise
     result = read_result(RunDirectory(out_dir, cell).result_path)  # written by process 0
     if result is None:
         raise RuntimeError(f"the {processes} processes of cell {cell.name} ended without a result")

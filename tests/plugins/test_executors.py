@@ -174,14 +174,23 @@ def test_a_cell_given_two_processes_trains_with_ddp_inside_its_ray_task(tmp_path
     assert result.train is not None and result.train.steps == 2 * (384 // 64)
 
 
+def _interruptible() -> None:
+    """Ctrl-C as a terminal gives it, even when the tests run where SIGINT is ignored
+    (a background job of a shell), which Python would otherwise pass on to the driver."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_the_driver_cancels_the_cells_and_keeps_the_finished_ones(tmp_path: Path) -> None:
     recipe = tmp_path / "sweep.yaml"
+    # 100 epochs, about 3 s a cell here: long beside Ctrl-C's way to the tasks, which at 2
+    # epochs (0.1 s, the rest is starting Ray's workers) all four cells could outrun
     recipe.write_text(SWEEP.replace("sweep: {train.seed: [0, 1]}", "sweep: {train.seed: [0, 1, 2, 3]}").replace(
-        "  moco: {preset: moco, negative_source: {name: queue, params: {size: 128}}}\n", ""))
+        "  moco: {preset: moco, negative_source: {name: queue, params: {size: 128}}}\n", "").replace("epochs: 2", "epochs: 100"))
     out = tmp_path / "runs"
     driver = subprocess.Popen(
         [sys.executable, "-m", "cmp", "run", str(recipe), "--out", str(out), "--reports", str(tmp_path / "reports"), "--executor", "ray"],
         env={**os.environ, "CMP_PROGRESS": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_interruptible,
     )
     try:
         deadline = time.monotonic() + 180
