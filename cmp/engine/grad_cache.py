@@ -71,7 +71,7 @@ def cached_step(
             states.append(_rng_state(device))
             part = [v[chunk] for v in views]
             with autocast():
-                embedded: Embeddings = forward(part, ids[chunk], embed_only=True)
+                embedded: Embeddings = forward(part, embed_only=True)
                 if network_target:
                     t_parts.append(learner.target_positives(part, embedded.z))
             z_parts.append(embedded.z)
@@ -95,7 +95,7 @@ def cached_step(
         syncing = contextlib.nullcontext() if k == last or not hasattr(forward, "no_sync") else forward.no_sync()
         with syncing:
             with autocast():
-                embedded = forward([v[chunk] for v in views], ids[chunk], embed_only=True)
+                embedded = forward([v[chunk] for v in views], embed_only=True)
             outputs, grads = [], []
             for cached, fresh in ((z, embedded.z), (p, embedded.p) if p is not z else ({}, {})):
                 for v, leaf in cached.items():

@@ -1,6 +1,7 @@
 """On a CUDA GPU: the precision paths through the Trainer, the fp16 GradScaler, the MoCo
 queue and the EMA target on the device, a checkpoint written on the GPU and read on the
-CPU, and a tiny `cmp run --device cuda`.
+CPU, gradient caching replaying dropout drawn on the GPU, and a tiny
+`cmp run --device cuda`.
 
 Without CUDA every test here is reported as skipped (not passed): they say nothing then.
 """
@@ -204,3 +205,29 @@ def test_jpegs_decoded_on_the_gpu_match_the_workers_crops(tmp_path: Path) -> Non
         assert gpu.images.device.type == "cuda" and torch.equal(cpu.ids, gpu.ids)
         difference = (cpu.images.float() - gpu.images.cpu().float()).abs()
         assert difference.mean() < 2.0 and difference.max() <= 64
+
+
+def test_gradient_caching_replays_the_dropout_drawn_on_the_gpu() -> None:
+    """As the CPU test of the same name: the second pass must draw the first pass's masks,
+    here from the GPU's random state, and leave that state as one pass would."""
+    from cmp.engine.grad_cache import cached_step
+    from cmp.engine.learner import Embeddings
+    from tests.cmp.engine.test_grad_cache import gradients, inputs, learner_for, no_autocast
+
+    views, ids = inputs()
+    views, ids = [v.to(CUDA) for v in views], ids.to(CUDA)
+    reference = learner_for("simclr", dropout=0.3).to(CUDA)
+    torch.manual_seed(7)
+    parts = [reference.embed([v[c] for v in views]) for c in (slice(0, 8), slice(8, 16), slice(16, 24), slice(24, 32))]
+    z = {v: torch.cat([p.z[v] for p in parts]) for v in parts[0].z}
+    out = reference.assemble(views, ids, Embeddings(z, z))
+    out.loss.backward()
+    after_reference = torch.rand(1, device=CUDA)
+
+    cached = learner_for("simclr", dropout=0.3).to(CUDA)
+    torch.manual_seed(7)
+    got = cached_step(cached, cached, views, ids, 8, no_autocast, lambda loss: loss)
+    assert got.loss.item() == pytest.approx(out.loss.item(), abs=1e-5)
+    for name, grad in gradients(reference).items():
+        torch.testing.assert_close(gradients(cached)[name], grad, atol=1e-4, rtol=0, msg=name)
+    assert torch.equal(torch.rand(1, device=CUDA), after_reference)
