@@ -26,7 +26,9 @@ from cmp.api.contracts import MethodPreset
 from cmp.api.params import ParamError, ParamSchema, describe_validation_error
 from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS
-from cmp.config.recipe import Choice, DataSection, MethodSpec, Parts, Recipe, RecipeModel, TrainSection, apply_override
+from cmp.config.recipe import (
+    Choice, DataSection, MethodSpec, Parts, Recipe, RecipeModel, TrainSection, apply_override, known_keys,
+)
 from cmp.errors import PluginError, RecipeError
 from cmp.suggest import unknown_name
 
@@ -177,7 +179,7 @@ def _with_root_values(recipe: Recipe, root: dict[str, Any], where: str) -> Recip
     try:
         model = RecipeModel.model_validate(raw)
     except pydantic.ValidationError as exc:
-        loc, message = describe_validation_error(exc)
+        loc, message = describe_validation_error(exc, known_keys(exc, RecipeModel))
         path = ".".join(loc)
         swept = next((k for k in root if path == k or path.startswith(k + ".")), path)
         raise recipe.source.error(f"{where}.{swept}", message) from None
@@ -217,7 +219,7 @@ def _sweep_layer(recipe: Recipe, swept: dict[str, Any], where: str) -> dict[str,
     try:
         return _set_fields(Parts.model_validate(nested))
     except pydantic.ValidationError as exc:
-        loc, message = describe_validation_error(exc, sorted(Parts.model_fields))
+        loc, message = describe_validation_error(exc, known_keys(exc, Parts))
         raise recipe.source.error(f"{where}.{'.'.join(loc)}", message) from None
 
 
@@ -360,13 +362,12 @@ def _set_fields(model: pydantic.BaseModel) -> dict[str, Any]:
     return {name: getattr(model, name) for name in model.model_fields_set}
 
 
-def _preset_parts(preset: Any, name: str, provider: Any) -> dict[str, Any]:
-    if not isinstance(preset, MethodPreset):
-        raise PluginError(f"method preset '{name}' is not a MethodPreset", where=f"plugin '{provider.plugin}'")
+def _preset_parts(preset: MethodPreset, name: str, provider: Any) -> dict[str, Any]:
+    """The preset's parts as a layer; the registry has already refused anything but a MethodPreset."""
     try:
         spec = MethodSpec.model_validate(dict(preset.parts))
     except pydantic.ValidationError as exc:
-        loc, message = describe_validation_error(exc)
+        loc, message = describe_validation_error(exc, known_keys(exc, MethodSpec))
         raise PluginError(f"method preset '{name}': {'.'.join(loc)}: {message}", where=f"plugin '{provider.plugin}'") from None
     return _set_fields(spec)
 

@@ -311,7 +311,7 @@ def load_recipe(path: str | Path, overrides: Sequence[Override] = ()) -> Recipe:
     try:
         model = RecipeModel.model_validate(raw)
     except pydantic.ValidationError as exc:
-        loc, message = describe_validation_error(exc, _known_keys(exc))
+        loc, message = describe_validation_error(exc, known_keys(exc, RecipeModel))
         raise Source(path, set_keys).error(".".join(loc), message) from None
     check_claims(model, Source(path, set_keys))
     return Recipe(model, Source(path, set_keys), raw)
@@ -335,12 +335,13 @@ def check_claims(model: RecipeModel, source: Source) -> None:
                                f"it takes {', '.join(map(str, known))}")
 
 
-def _known_keys(exc: pydantic.ValidationError) -> list[str]:
-    """The keys allowed beside an unknown one, for the 'did you mean' hint."""
+def known_keys(exc: pydantic.ValidationError, root: type[BaseModel]) -> list[str]:
+    """The keys allowed beside an unknown one, at its depth under `root` (the model that
+    was validated), for the 'did you mean' hint: `loss.parms` is told about `params`."""
     err = exc.errors(include_url=False)[0]
     if err["type"] != "extra_forbidden":
         return []
-    model: Any = RecipeModel
+    model: Any = root
     dict_value: Any = None
     for part in err["loc"][:-1]:
         if dict_value is not None:  # this part is a key of a dict field, e.g. a method name

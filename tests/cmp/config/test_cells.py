@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -236,8 +237,56 @@ def test_the_executor_is_the_recipes_or_local_with_its_parameters(write_recipe, 
     assert (jobs.name, jobs.params) == ("local", {"jobs": 2})
     with pytest.raises(RecipeError, match=r"executor\.params\.jobs.*greater than 0"):
         resolve_executor(load_recipe(write_recipe(BASE + "executor: {params: {jobs: 0}}\n")), plugins.registry)
-    with pytest.raises(RecipeError, match=r"executor\.params.*unknown key 'jbos'"):
-        resolve_executor(load_recipe(write_recipe(BASE + "executor: {name: local, params: {jbos: 2}}\n")), plugins.registry)
+
+
+@pytest.mark.parametrize(("executor", "message"), [
+    ("{name: lcoal}", "executor.name: unknown executor 'lcoal' (did you mean 'local'?); choices: local, ray"),
+    ("{name: local, params: {jbos: 2}}", "executor.params.jbos: unknown key 'jbos' of executor 'local' (did you mean 'jobs'?); known: jobs"),
+])
+def test_a_bad_executor_is_one_error_at_its_key(write_recipe, plugins, executor: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    from cmp.config.cells import resolve_executor
+
+    path = write_recipe(BASE + f"executor: {executor}\n")
+    with pytest.raises(RecipeError) as caught:
+        resolve_executor(load_recipe(path), plugins.registry)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(("sweep", "message"), [
+    ("{loss.parms.temperature: [0.1]}", "sweep.loss.parms: unknown key 'parms' (did you mean 'params'?); known: name, params"),
+    ("{train.bach_size: [16]}", "sweep.train.bach_size: unknown key 'bach_size' (did you mean 'batch_size'?); known: "
+     "backend, batch_size, channels_last, checkpoint_minutes, collapse_std, compile, device, epochs, eval_every, "
+     "eval_subset, log_every, micro_batch, precision, seed, steps, sync_batchnorm, threads"),
+    ("{data.test_subset: [0]}", "sweep.data.test_subset: input should be greater than 0 (got 0)"),
+])
+def test_a_swept_key_that_does_not_fit_is_named_with_the_keys_beside_it(  # type: ignore[no-untyped-def]
+    write_recipe, plugins, sweep: str, message: str,
+) -> None:
+    path = write_recipe(BASE + f"sweep: {sweep}\n")
+    with pytest.raises(RecipeError) as caught:
+        resolve(load_recipe(path), plugins.registry)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_a_preset_with_parts_that_do_not_fit_names_its_plugin_and_the_key(  # type: ignore[no-untyped-def]
+    write_recipe, tmp_path, monkeypatch,
+) -> None:
+    from cmp.api.loader import load_plugins
+    from cmp.errors import PluginError
+
+    (tmp_path / "bad_preset.py").write_text(
+        "from cmp.api import MethodPreset\n\n\n"
+        "def cmp_register_methods(register):\n"
+        "    register('barlow', MethodPreset({'loss': {'name': 'nt_xent', 'parms': {}}}, 'Barlow Twins'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bad_preset", raising=False)
+    plugins = load_plugins("none", ["bad_preset"])
+    path = write_recipe(BASE.replace("moco: {preset: moco}", "barlow: {preset: barlow}"))
+    with pytest.raises(PluginError) as caught:
+        resolve(load_recipe(path), plugins.registry)
+    assert str(caught.value) == ("plugin 'bad_preset': method preset 'barlow': loss.parms: unknown key 'parms' "
+                                 "(did you mean 'params'?); known: name, params")
 
 
 def test_a_value_two_methods_share_is_no_difference_whoever_set_it(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
