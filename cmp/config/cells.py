@@ -180,9 +180,8 @@ def _with_root_values(recipe: Recipe, root: dict[str, Any], where: str) -> Recip
         model = RecipeModel.model_validate(raw)
     except pydantic.ValidationError as exc:
         loc, message = describe_validation_error(exc, known_keys(exc, RecipeModel))
-        path = ".".join(loc)
-        swept = next((k for k in root if path == k or path.startswith(k + ".")), path)
-        raise recipe.source.error(f"{where}.{swept}", message) from None
+        # the recipe was valid before: the error lies at or under a swept key (`train.epochs` of a swept `train`)
+        raise recipe.source.error(f"{where}.{'.'.join(loc)}", message) from None
     return dataclasses.replace(recipe, model=model)
 
 

@@ -183,7 +183,7 @@ def test_cmp_run_on_cuda(tmp_path: Path) -> None:
     assert len(results) == 2
     for result in results:
         assert result["status"] == "ok", result.get("error")
-        assert result["environment"]["device"].startswith("cuda")
+        assert result["environment"]["device"].startswith("cuda") and result["device"].startswith("cuda")
         assert 0 <= result["metrics"]["knn_top1"] <= 1
 
 

@@ -225,7 +225,7 @@ def test_a_methods_own_components_keep_their_preset_values_unmarked_and_missing_
 def test_short_values_are_compact_json() -> None:
     from cmp.config.cells import _short
 
-    assert _short({"a": [1, 2]}) == '{"a":[1,2]}' and _short("text") == "text"
+    assert _short({"a": [1, 2]}) == '{"a":[1,2]}' and _short("text") == "text" and _short("XL") == "XL"
 
 
 def test_the_executor_is_the_recipes_or_local_with_its_parameters(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
@@ -258,6 +258,7 @@ def test_a_bad_executor_is_one_error_at_its_key(write_recipe, plugins, executor:
      "backend, batch_size, channels_last, checkpoint_minutes, collapse_std, compile, device, epochs, eval_every, "
      "eval_subset, log_every, micro_batch, precision, seed, steps, sync_batchnorm, threads"),
     ("{data.test_subset: [0]}", "sweep.data.test_subset: input should be greater than 0 (got 0)"),
+    ("{train: [{epochs: 2}, {epochs: 0}]}", "sweep.train.epochs: input should be greater than 0 (got 0)"),
 ])
 def test_a_swept_key_that_does_not_fit_is_named_with_the_keys_beside_it(  # type: ignore[no-untyped-def]
     write_recipe, plugins, sweep: str, message: str,
@@ -268,25 +269,31 @@ def test_a_swept_key_that_does_not_fit_is_named_with_the_keys_beside_it(  # type
     assert str(caught.value) == f"{path}: {message}"
 
 
-def test_a_preset_with_parts_that_do_not_fit_names_its_plugin_and_the_key(  # type: ignore[no-untyped-def]
-    write_recipe, tmp_path, monkeypatch,
+@pytest.mark.parametrize(("loss", "message"), [
+    ("{'name': 'nt_xent', 'parms': {}}", "plugin 'bad_preset': method preset 'barlow': loss.parms: unknown key 'parms' "
+     "(did you mean 'params'?); known: name, params"),
+    ("{'name': 'nt_xnet'}", "preset 'barlow'.loss.name: unknown loss 'nt_xnet' (did you mean 'nt_xent'?); "
+     "choices: cosine_regression, margin_triplet, nt_logistic, nt_xent"),
+])
+def test_a_preset_with_parts_that_do_not_fit_names_the_preset_and_the_key(  # type: ignore[no-untyped-def]
+    write_recipe, tmp_path, monkeypatch, loss: str, message: str,
 ) -> None:
     from cmp.api.loader import load_plugins
-    from cmp.errors import PluginError
+    from cmp.errors import CmpError
 
     (tmp_path / "bad_preset.py").write_text(
-        "from cmp.api import MethodPreset\n\n\n"
+        "from cmp.api import MethodPreset\n"
+        "from cmp_plugins.methods import SIMCLR\n\n\n"
         "def cmp_register_methods(register):\n"
-        "    register('barlow', MethodPreset({'loss': {'name': 'nt_xent', 'parms': {}}}, 'Barlow Twins'))\n"
+        f"    register('barlow', MethodPreset({{**SIMCLR.parts, 'loss': {loss}}}, 'Barlow Twins'))\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "bad_preset", raising=False)
     plugins = load_plugins("none", ["bad_preset"])
     path = write_recipe(BASE.replace("moco: {preset: moco}", "barlow: {preset: barlow}"))
-    with pytest.raises(PluginError) as caught:
+    with pytest.raises(CmpError) as caught:
         resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == ("plugin 'bad_preset': method preset 'barlow': loss.parms: unknown key 'parms' "
-                                 "(did you mean 'params'?); known: name, params")
+    assert str(caught.value) == message
 
 
 def test_a_value_two_methods_share_is_no_difference_whoever_set_it(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
@@ -321,3 +328,44 @@ def test_a_part_named_none_is_left_out(write_recipe, plugins) -> None:  # type: 
     text = BASE.replace("  moco: {preset: moco}\n", "  byol: {preset: byol, predictor: none}\n")
     byol = next(c for c in resolve(load_recipe(write_recipe(text)), plugins.registry) if c.method == "byol")
     assert byol.parts["predictor"] is None
+
+
+def test_a_required_parameter_no_layer_sets_is_named_under_the_layer_that_chose_the_part(  # type: ignore[no-untyped-def]
+    write_recipe, tmp_path, monkeypatch,
+) -> None:
+    from cmp.api.loader import load_plugins
+
+    (tmp_path / "required_margin.py").write_text(
+        "import torch\n\n\n"
+        "def margin_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, margin: float) -> torch.Tensor:\n"
+        "    return (anchors - positives).pow(2).sum(1).mean() + margin\n\n\n"
+        "def cmp_register_losses(register):\n"
+        "    register('margin_loss', margin_loss)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "required_margin", raising=False)
+    plugins = load_plugins("none", ["required_margin"])
+    path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: margin_loss}"))
+    with pytest.raises(RecipeError) as caught:
+        resolve(load_recipe(path), plugins.registry)
+    assert str(caught.value) == f"{path}: methods.simclr.loss.params.margin: required but missing"
+
+
+def test_a_method_without_a_required_part_is_named_with_where_to_set_it(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {loss: nt_xent}"))
+    with pytest.raises(RecipeError) as caught:
+        resolve(load_recipe(path), plugins.registry)
+    assert str(caught.value) == (f"{path}: methods.simclr: no augmentation chosen: "
+                                 "set methods.simclr.augmentation or defaults.augmentation, or use a preset")
+
+
+def test_the_methods_differences_are_their_resolved_values_with_what_a_preset_kept(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    simclr, moco = method_differences(resolve(load_recipe(write_recipe(BASE)), plugins.registry))
+    assert simclr == {"target": "shared", "target.stop_gradient": "false", "negative_source": "in_batch",
+                      "loss.temperature": "0.5", "optimizer.lr": "0.1", "optimizer.lr_scaling": "none",
+                      "schedule.warmup_epochs": "1.0", "pairs": "symmetric", "joint_forward": "true"}
+    assert moco == {"target": "momentum", "negative_source": "queue", "loss.temperature": "0.2",
+                    "optimizer.lr": "0.06 (preset 'moco')", "optimizer.weight_decay": "0.0005 (preset 'moco')",
+                    "optimizer.lr_scaling": "linear (preset 'moco')", "schedule.warmup_epochs": "0.0",
+                    "pairs": "one_way", "joint_forward": "false", "target.momentum": "0.99",
+                    "target.schedule": "constant", "target.bn_shuffle_groups": "4", "negative_source.size": "4096"}
