@@ -259,6 +259,9 @@ def test_a_bad_executor_is_one_error_at_its_key(write_recipe, plugins, executor:
      "eval_subset, log_every, micro_batch, precision, seed, steps, sync_batchnorm, threads"),
     ("{data.test_subset: [0]}", "sweep.data.test_subset: input should be greater than 0 (got 0)"),
     ("{train: [{epochs: 2}, {epochs: 0}]}", "sweep.train.epochs: input should be greater than 0 (got 0)"),
+    ("{pairs: [symmetric], pairs.x: [1]}", "sweep.pairs.x: cannot set a key inside pairs, which is a str"),
+    ("{loss.params: [3], loss.params.temperature: [0.1]}",
+     "sweep.loss.params.temperature: cannot set a key inside loss.params, which is a int"),
 ])
 def test_a_swept_key_that_does_not_fit_is_named_with_the_keys_beside_it(  # type: ignore[no-untyped-def]
     write_recipe, plugins, sweep: str, message: str,
@@ -349,6 +352,32 @@ def test_a_required_parameter_no_layer_sets_is_named_under_the_layer_that_chose_
     with pytest.raises(RecipeError) as caught:
         resolve(load_recipe(path), plugins.registry)
     assert str(caught.value) == f"{path}: methods.simclr.loss.params.margin: required but missing"
+
+
+def test_a_check_of_parameters_together_without_a_key_names_the_parts_parameters(  # type: ignore[no-untyped-def]
+    write_recipe, tmp_path, monkeypatch,
+) -> None:
+    from cmp.api.loader import load_plugins
+
+    (tmp_path / "paired_params.py").write_text(
+        "import torch\n"
+        "from cmp.api import ParamError\n\n\n"
+        "def banded(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, low: float = 0.0,"
+        " high: float = 1.0) -> torch.Tensor:\n"
+        "    return (anchors - positives).pow(2).sum(1).mean()\n\n\n"
+        "def check(params):\n"
+        "    if params['low'] >= params['high']:\n"
+        "        raise ParamError((), 'low must be below high')\n\n\n"
+        "def cmp_register_losses(register):\n"
+        "    register('banded', banded, check_params=check)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "paired_params", raising=False)
+    plugins = load_plugins("none", ["paired_params"])
+    path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: {name: banded, params: {low: 2.0}}}"))
+    with pytest.raises(RecipeError) as caught:
+        resolve(load_recipe(path), plugins.registry)
+    assert str(caught.value) == f"{path}: methods.simclr.loss.params: low must be below high"
 
 
 def test_a_method_without_a_required_part_is_named_with_where_to_set_it(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]

@@ -49,6 +49,23 @@ def test_the_verdict_reads_the_interval() -> None:
     constant = paired_difference({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5})
     assert constant is not None and constant.half_width == 0.0 and constant.p_value == 0.0
     assert constant.format(100.0) == "+50.00 ± 0.00 (p < 0.001)"
+    same = paired_difference({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})  # no difference at all: p = 1, not scipy's nan
+    assert same is not None and (same.mean, same.half_width, same.p_value) == (0.0, 0.0, 1.0)
+    broken = paired_difference({0: math.nan, 1: 0.5}, {0: 0.1, 1: 0.2})  # a NaN metric: no p-value rather than nan
+    assert broken is not None and broken.p_value is None
+
+
+def test_labels_name_a_parts_parameters_and_an_empty_context_is_a_dash() -> None:
+    from cmp.report.paired import METHOD_FACTOR, Comparison, owner
+
+    (group,) = group_results([cell("simclr", 0, 256, 0.8)])
+    both = Comparison("loss.name", group, group, "nt_logistic", "nt_xent", {METHOD_FACTOR: "simclr"},
+                      {"loss.params.temperature": 0.5, "loss.params.semi_hard": True})
+    assert both.a_label() == "nt_logistic (semi_hard=true, temperature=0.5)" and both.b_label() == "nt_xent"
+    assert both.context_label() == "simclr"
+    assert Comparison(METHOD_FACTOR, group, group, "simclr", "moco", {}).context_label() == "-"
+    assert owner("loss.params.temperature") == "loss.name"
+    assert owner("train.batch_size") is None and owner("method") is None
 
 
 def loss_results() -> list:  # type: ignore[type-arg]
