@@ -145,3 +145,22 @@ def test_the_runner_loads_each_data_section_once_whatever_its_key_order(tmp_path
     # a YAML date in a plugin's params is a value too (safe_load makes it a datetime.date)
     dated = runner.data_for(DataSection(dataset="digits", subset=10, params={"when": datetime.date(2026, 11, 27)}))
     assert dated is not first and len(loaded) == 2 and loaded[1].subset == 10
+
+
+def test_a_process_other_than_the_main_one_says_nothing_and_calls_no_lifecycle_plugin(tmp_path: Path) -> None:
+    """One progress display and one TensorBoard run per run: only rank 0 echoes and calls
+    the lifecycle hooks, whatever plugins are loaded."""
+    from cmp.api.loader import load_plugins
+    from cmp.distributed import Processes
+    from cmp.engine.runner import Runner
+
+    plugins = load_plugins("none")
+    said: list[str] = []
+    main_process = Runner(plugins, tmp_path, echo=said.append, processes=Processes(rank=0, world_size=2))
+    other = Runner(plugins, tmp_path, echo=said.append, processes=Processes(rank=1, world_size=2))
+    other.echo("from rank 1")
+    main_process.echo("from rank 0")
+    assert said == ["from rank 0"]
+    assert main_process.hooks is plugins.hook
+    assert other.hooks.cmp_run_end(run=None, result=None) == []
+    assert other.hooks is not plugins.hook
