@@ -88,3 +88,20 @@ def test_a_claim_names_structured_values_in_any_key_order() -> None:
     claim = Claim("augmentation.params.crop", ({"high": 1.0, "low": 0.2}, {"high": 1.0, "low": 0.5}))
     (result,) = check_claims([claim], group_results(results), [KNN])
     assert result.verdict == "supported" and len(result.steps) == 1
+
+
+def test_the_comparisons_table_shows_each_metric_in_points_and_a_dash_without_shared_seeds() -> None:
+    from cmp.report.claims import comparisons_table
+    from cmp.report.metrics import report_metrics
+
+    xent = [cell("simclr", s, 64, 0.80 + 0.01 * s) for s in range(2)]  # linear = knn + 0.05
+    logistic = [cell("simclr", s, 64, 0.78 + 0.02 * s, loss="nt_logistic") for s in range(2)]
+    for r in logistic:  # no linear probe on this side: that column has no pairs
+        r.metrics.pop("linear_top1")
+    margin = [cell("simclr", s + 5, 64, 0.5, loss="margin_triplet") for s in range(2)]  # other seeds: no pairs at all
+    results = xent + logistic + margin
+    table = comparisons_table(group_results(results), report_metrics(results))
+    assert table is not None
+    assert table.header == ["factor", "A − B", "where", "kNN top-1 (points)", "linear top-1 (points)"]
+    # nt_xent − nt_logistic per seed: +2 and +1 points: mean +1.50 ± t(0.975, 1) * 0.5 = 6.35, p = 0.2
+    assert table.rows == [["loss", "nt_xent − nt_logistic", "simclr, batch_size=64", "+1.50 ± 6.35 (p = 0.2), n=2", "-"]]
