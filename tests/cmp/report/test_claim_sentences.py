@@ -105,3 +105,19 @@ def test_the_comparisons_table_shows_each_metric_in_points_and_a_dash_without_sh
     assert table.header == ["factor", "A − B", "where", "kNN top-1 (points)", "linear top-1 (points)"]
     # nt_xent − nt_logistic per seed: +2 and +1 points: mean +1.50 ± t(0.975, 1) * 0.5 = 6.35, p = 0.2
     assert table.rows == [["loss", "nt_xent − nt_logistic", "simclr, batch_size=64", "+1.50 ± 6.35 (p = 0.2), n=2", "-"]]
+
+
+def test_a_claim_is_checked_on_the_metrics_it_names_or_else_on_every_percentage() -> None:
+    from cmp.report.metrics import report_metrics
+
+    results = [cell("simclr", s, 64, 0.80 + 0.01 * s) for s in range(3)]
+    results += [cell("simclr", s, 64, 0.70, loss="nt_logistic") for s in range(3)]
+    for r in results:  # a metric that is not a percentage (RankMe): no claim is checked on it unless named
+        r.metrics["rankme"] = 10.0 + r.metrics["knn_top1"]
+        r.metric_info["rankme"] = RANK.info
+    metrics = report_metrics(results)
+    claim = Claim("loss.name", ("nt_xent", "nt_logistic"))
+    groups = group_results(results)
+    assert [r.metric.name for r in check_claims([claim], groups, metrics)] == ["knn_top1", "linear_top1"]
+    named = Claim("loss.name", ("nt_xent", "nt_logistic"), ("rankme",))
+    assert [r.metric.name for r in check_claims([named], groups, metrics)] == ["rankme"]
