@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cmp.api.loader import Plugins, load_plugins
 from cmp.config.cells import method_differences, resolve
 from cmp.errors import RecipeError
 from cmp.config.recipe import load_recipe
@@ -25,6 +28,19 @@ methods:
   simclr: {preset: simclr}
   moco: {preset: moco}
 """
+
+
+@pytest.fixture
+def plugins_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Plugins]:
+    """cmp's plugins and one more module, written from `source`: a third party's plugin."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def load(name: str, source: str) -> Plugins:
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        return load_plugins("none", [name])
+
+    return load
 
 
 def cells_of(write_recipe, plugins, sweep: str):  # type: ignore[no-untyped-def]
@@ -260,6 +276,10 @@ def test_a_bad_executor_is_one_error_at_its_key(write_recipe, plugins, executor:
     ("{data.test_subset: [0]}", "sweep.data.test_subset: input should be greater than 0 (got 0)"),
     ("{train: [{epochs: 2}, {epochs: 0}]}", "sweep.train.epochs: input should be greater than 0 (got 0)"),
     ("{pairs: [symmetric], pairs.x: [1]}", "sweep.pairs.x: cannot set a key inside pairs, which is a str"),
+    ("{train.epochs: [2], train.epochs.x: [1]}", "sweep.train.epochs.x: cannot set a key inside train.epochs, which is a int"),
+    ("{method.simclr.x: [1]}", "sweep.method.simclr.x: unknown sweep key 'method' (did you mean 'methods'?); choices: "
+     "augmentation, baselines, data, encoder, eval, joint_forward, loss, methods, negative_source, optimizer, pairs, "
+     "predictor, projection_head, schedule, target, train"),
     ("{loss.params: [3], loss.params.temperature: [0.1]}",
      "sweep.loss.params.temperature: cannot set a key inside loss.params, which is a int"),
 ])
@@ -279,20 +299,17 @@ def test_a_swept_key_that_does_not_fit_is_named_with_the_keys_beside_it(  # type
      "choices: cosine_regression, margin_triplet, nt_logistic, nt_xent"),
 ])
 def test_a_preset_with_parts_that_do_not_fit_names_the_preset_and_the_key(  # type: ignore[no-untyped-def]
-    write_recipe, tmp_path, monkeypatch, loss: str, message: str,
+    write_recipe, plugins_with, loss: str, message: str,
 ) -> None:
-    from cmp.api.loader import load_plugins
     from cmp.errors import CmpError
 
-    (tmp_path / "bad_preset.py").write_text(
+    plugins = plugins_with(
+        "bad_preset",
         "from cmp.api import MethodPreset\n"
         "from cmp_plugins.methods import SIMCLR\n\n\n"
         "def cmp_register_methods(register):\n"
-        f"    register('barlow', MethodPreset({{**SIMCLR.parts, 'loss': {loss}}}, 'Barlow Twins'))\n"
+        f"    register('barlow', MethodPreset({{**SIMCLR.parts, 'loss': {loss}}}, 'Barlow Twins'))\n",
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "bad_preset", raising=False)
-    plugins = load_plugins("none", ["bad_preset"])
     path = write_recipe(BASE.replace("moco: {preset: moco}", "barlow: {preset: barlow}"))
     with pytest.raises(CmpError) as caught:
         resolve(load_recipe(path), plugins.registry)
@@ -334,20 +351,16 @@ def test_a_part_named_none_is_left_out(write_recipe, plugins) -> None:  # type: 
 
 
 def test_a_required_parameter_no_layer_sets_is_named_under_the_layer_that_chose_the_part(  # type: ignore[no-untyped-def]
-    write_recipe, tmp_path, monkeypatch,
+    write_recipe, plugins_with,
 ) -> None:
-    from cmp.api.loader import load_plugins
-
-    (tmp_path / "required_margin.py").write_text(
+    plugins = plugins_with(
+        "required_margin",
         "import torch\n\n\n"
         "def margin_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, margin: float) -> torch.Tensor:\n"
         "    return (anchors - positives).pow(2).sum(1).mean() + margin\n\n\n"
         "def cmp_register_losses(register):\n"
-        "    register('margin_loss', margin_loss)\n"
+        "    register('margin_loss', margin_loss)\n",
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "required_margin", raising=False)
-    plugins = load_plugins("none", ["required_margin"])
     path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: margin_loss}"))
     with pytest.raises(RecipeError) as caught:
         resolve(load_recipe(path), plugins.registry)
@@ -355,11 +368,10 @@ def test_a_required_parameter_no_layer_sets_is_named_under_the_layer_that_chose_
 
 
 def test_a_check_of_parameters_together_without_a_key_names_the_parts_parameters(  # type: ignore[no-untyped-def]
-    write_recipe, tmp_path, monkeypatch,
+    write_recipe, plugins_with,
 ) -> None:
-    from cmp.api.loader import load_plugins
-
-    (tmp_path / "paired_params.py").write_text(
+    plugins = plugins_with(
+        "paired_params",
         "import torch\n"
         "from cmp.api import ParamError\n\n\n"
         "def banded(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, low: float = 0.0,"
@@ -369,11 +381,8 @@ def test_a_check_of_parameters_together_without_a_key_names_the_parts_parameters
         "    if params['low'] >= params['high']:\n"
         "        raise ParamError((), 'low must be below high')\n\n\n"
         "def cmp_register_losses(register):\n"
-        "    register('banded', banded, check_params=check)\n"
+        "    register('banded', banded, check_params=check)\n",
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "paired_params", raising=False)
-    plugins = load_plugins("none", ["paired_params"])
     path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: {name: banded, params: {low: 2.0}}}"))
     with pytest.raises(RecipeError) as caught:
         resolve(load_recipe(path), plugins.registry)
@@ -398,3 +407,59 @@ def test_the_methods_differences_are_their_resolved_values_with_what_a_preset_ke
                     "optimizer.lr_scaling": "linear (preset 'moco')", "schedule.warmup_epochs": "0.0",
                     "pairs": "one_way", "joint_forward": "false", "target.momentum": "0.99",
                     "target.schedule": "constant", "target.bn_shuffle_groups": "4", "negative_source.size": "4096"}
+
+
+def test_a_grid_of_a_sweep_leaves_the_recipe_as_written_for_the_next_grid(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    cells = cells_of(write_recipe, plugins, "sweep:\n  - {train.batch_size: [16]}\n  - {loss.name: [nt_logistic]}\n")
+    by_grid = {(c.train.batch_size, c.parts["loss"].name) for c in cells}
+    assert by_grid == {(16, "nt_xent"), (32, "nt_logistic")}  # the second grid at the recipe's batch size
+
+
+def test_the_data_set_and_the_baselines_resolve_with_their_defaults(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    (cell, _) = resolve(load_recipe(write_recipe(BASE)), plugins.registry)
+    assert cell.data.params == {"test_fraction": 0.2}  # digits' default, filled in at load
+    assert [(b.slot, b.name, b.params, b.where) for b in cell.baselines] == [
+        ("baselines", "raw_pixels", {}, "baselines.0"), ("baselines", "random_init", {}, "baselines.1")]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("{dataset: digts}", "data.dataset: unknown dataset 'digts' (did you mean 'digits'?); choices: cifar10, cifar100, "
+     "digits, fashion_mnist, image_folder, image_shards, image_tree, stl10"),
+    ("{dataset: digits, root: /nonexistent}", "data.root: directory '/nonexistent' does not exist"),
+    ("{dataset: image_tree, root: /nonexistent}", "data.root: directory '/nonexistent' does not exist; "
+     "it must hold train/<class>/ and val/<class>/ folders of images"),
+    ("{dataset: image_tree, root: /tmp, params: {decode_on: gpu}}",
+     "data.params.decode_on: input should be 'workers' or 'device' (got 'gpu')"),
+])
+def test_a_data_section_that_does_not_fit_is_one_error_at_its_key(  # type: ignore[no-untyped-def]
+    write_recipe, plugins, data: str, message: str,
+) -> None:
+    path = write_recipe(BASE.replace("data: {dataset: digits}", f"data: {data}"))
+    with pytest.raises(RecipeError) as caught:
+        resolve(load_recipe(path), plugins.registry)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_a_baseline_that_does_not_exist_is_named_at_its_place_in_the_list(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    path = write_recipe(BASE + "baselines: [raw_pixels, supervisd]\n")
+    with pytest.raises(RecipeError) as caught:
+        resolve(load_recipe(path), plugins.registry)
+    assert str(caught.value) == (f"{path}: baselines.1: unknown baseline 'supervisd' (did you mean 'supervised'?); "
+                                 "choices: random_init, raw_pixels, supervised")
+
+
+def test_a_data_sets_joint_parameter_check_fails_at_load_at_data_params(write_recipe, plugins_with) -> None:  # type: ignore[no-untyped-def]
+    plugins = plugins_with(
+        "checked_data",
+        "from cmp.api import ParamError\n"
+        "from cmp_plugins.datasets import digits\n\n\n"
+        "def check(params):\n"
+        "    if params['test_fraction'] > 0.5:\n"
+        "        raise ParamError(('test_fraction',), 'would leave less than half to train on')\n\n\n"
+        "def cmp_register_datasets(register):\n"
+        "    register('checked_digits', digits, check_params=check)\n",
+    )
+    path = write_recipe(BASE.replace("data: {dataset: digits}", "data: {dataset: checked_digits, params: {test_fraction: 0.6}}"))
+    with pytest.raises(RecipeError) as caught:
+        resolve(load_recipe(path), plugins.registry)
+    assert str(caught.value) == f"{path}: data.params.test_fraction: would leave less than half to train on"
