@@ -350,43 +350,71 @@ def test_a_part_named_none_is_left_out(write_recipe, plugins) -> None:  # type: 
     assert byol.parts["predictor"] is None
 
 
-def test_a_required_parameter_no_layer_sets_is_named_under_the_layer_that_chose_the_part(  # type: ignore[no-untyped-def]
-    write_recipe, plugins_with,
-) -> None:
-    plugins = plugins_with(
-        "required_margin",
-        "import torch\n\n\n"
-        "def margin_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, margin: float) -> torch.Tensor:\n"
-        "    return (anchors - positives).pow(2).sum(1).mean() + margin\n\n\n"
-        "def cmp_register_losses(register):\n"
-        "    register('margin_loss', margin_loss)\n",
-    )
-    path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: margin_loss}"))
-    with pytest.raises(RecipeError) as caught:
-        resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == f"{path}: methods.simclr.loss.params.margin: required but missing"
+REQUIRED_MARGIN = """\
+import torch
 
 
-def test_a_check_of_parameters_together_without_a_key_names_the_parts_parameters(  # type: ignore[no-untyped-def]
-    write_recipe, plugins_with,
+def margin_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, margin: float) -> torch.Tensor:
+    return (anchors - positives).pow(2).sum(1).mean() + margin
+
+
+def cmp_register_losses(register):
+    register("margin_loss", margin_loss)
+"""
+
+BANDED = """\
+import torch
+from cmp.api import ParamError
+
+
+def banded(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, low: float = 0.0,
+           high: float = 1.0) -> torch.Tensor:
+    return (anchors - positives).pow(2).sum(1).mean()
+
+
+def check(params):
+    if params["low"] >= params["high"]:
+        raise ParamError((), "low must be below high")
+
+
+def cmp_register_losses(register):
+    register("banded", banded, check_params=check)
+"""
+
+CHECKED_DATA = """\
+from cmp.api import ParamError
+from cmp_plugins.datasets import digits
+
+
+def check(params):
+    if params["test_fraction"] > 0.5:
+        raise ParamError(("test_fraction",), "would leave less than half to train on")
+
+
+def cmp_register_datasets(register):
+    register("checked_digits", digits, check_params=check)
+"""
+
+
+@pytest.mark.parametrize(("source", "written", "message"), [
+    # a required parameter no layer sets: under the layer that chose the part
+    (REQUIRED_MARGIN, ("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: margin_loss}"),
+     "methods.simclr.loss.params.margin: required but missing"),
+    # a check of the parameters together that names no key: the part's parameters
+    (BANDED, ("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: {name: banded, params: {low: 2.0}}}"),
+     "methods.simclr.loss.params: low must be below high"),
+    # a data set's check: at data.params
+    (CHECKED_DATA, ("data: {dataset: digits}", "data: {dataset: checked_digits, params: {test_fraction: 0.6}}"),
+     "data.params.test_fraction: would leave less than half to train on"),
+])
+def test_a_third_party_components_parameters_that_do_not_fit_are_one_error_at_their_key(  # type: ignore[no-untyped-def]
+    write_recipe, plugins_with, source: str, written: tuple[str, str], message: str,
 ) -> None:
-    plugins = plugins_with(
-        "paired_params",
-        "import torch\n"
-        "from cmp.api import ParamError\n\n\n"
-        "def banded(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, low: float = 0.0,"
-        " high: float = 1.0) -> torch.Tensor:\n"
-        "    return (anchors - positives).pow(2).sum(1).mean()\n\n\n"
-        "def check(params):\n"
-        "    if params['low'] >= params['high']:\n"
-        "        raise ParamError((), 'low must be below high')\n\n\n"
-        "def cmp_register_losses(register):\n"
-        "    register('banded', banded, check_params=check)\n",
-    )
-    path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: {name: banded, params: {low: 2.0}}}"))
+    plugins = plugins_with("third_party", source)
+    path = write_recipe(BASE.replace(*written))
     with pytest.raises(RecipeError) as caught:
         resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == f"{path}: methods.simclr.loss.params: low must be below high"
+    assert str(caught.value) == f"{path}: {message}"
 
 
 def test_a_method_without_a_required_part_is_named_with_where_to_set_it(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
@@ -446,20 +474,3 @@ def test_a_baseline_that_does_not_exist_is_named_at_its_place_in_the_list(write_
         resolve(load_recipe(path), plugins.registry)
     assert str(caught.value) == (f"{path}: baselines.1: unknown baseline 'supervisd' (did you mean 'supervised'?); "
                                  "choices: random_init, raw_pixels, supervised")
-
-
-def test_a_data_sets_joint_parameter_check_fails_at_load_at_data_params(write_recipe, plugins_with) -> None:  # type: ignore[no-untyped-def]
-    plugins = plugins_with(
-        "checked_data",
-        "from cmp.api import ParamError\n"
-        "from cmp_plugins.datasets import digits\n\n\n"
-        "def check(params):\n"
-        "    if params['test_fraction'] > 0.5:\n"
-        "        raise ParamError(('test_fraction',), 'would leave less than half to train on')\n\n\n"
-        "def cmp_register_datasets(register):\n"
-        "    register('checked_digits', digits, check_params=check)\n",
-    )
-    path = write_recipe(BASE.replace("data: {dataset: digits}", "data: {dataset: checked_digits, params: {test_fraction: 0.6}}"))
-    with pytest.raises(RecipeError) as caught:
-        resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == f"{path}: data.params.test_fraction: would leave less than half to train on"
