@@ -474,3 +474,12 @@ def test_a_baseline_that_does_not_exist_is_named_at_its_place_in_the_list(write_
         resolve(load_recipe(path), plugins.registry)
     assert str(caught.value) == (f"{path}: baselines.1: unknown baseline 'supervisd' (did you mean 'supervised'?); "
                                  "choices: random_init, raw_pixels, supervised")
+
+
+def test_a_cell_records_the_swept_values_that_apply_to_its_method(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    cells = cells_of(write_recipe, plugins, "sweep: {methods.moco.negative_source.params.size: [64, 128], train.seed: [0]}\n")
+    simclr = [c.sweep for c in cells if c.method == "simclr"]
+    moco = sorted((c.sweep for c in cells if c.method == "moco"), key=str)
+    assert simclr == [{"train.seed": 0}]  # moco's queue size is not simclr's: one cell, not two
+    assert moco == [{"methods.moco.negative_source.params.size": 128, "train.seed": 0},
+                    {"methods.moco.negative_source.params.size": 64, "train.seed": 0}]
