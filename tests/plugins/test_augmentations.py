@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 import torch
@@ -10,7 +12,9 @@ import torchvision.transforms.v2.functional as TF
 
 from cmp.api.contracts import DataInfo
 from cmp_plugins import image_ops as ops
-from cmp_plugins.augmentations import ViewPipeline, ViewSpec, blur_kernel, byol, multicrop, sample_view_params, simclr
+from cmp_plugins.augmentations import (
+    ViewPipeline, ViewSpec, blur_kernel, byol, chunk_workers, multicrop, sample_view_params, simclr,
+)
 
 RGB32 = DataInfo("t", 3, 32, 32, 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 GRAY28 = DataInfo("t", 1, 28, 28, 10, (0.3,), (0.35,))
@@ -99,6 +103,18 @@ def test_no_randomness_gives_the_normalised_input() -> None:
     x = uint8_images(8, RGB32)
     view = aug(x, torch.Generator().manual_seed(0))[0]
     torch.testing.assert_close(view, aug.preprocess(x), atol=1e-5, rtol=0)
+
+
+def test_simclrs_views_are_the_papers_appendix_a_with_each_setting_its_own() -> None:
+    big = DataInfo("t", 3, 64, 64, 10, (0.5,) * 3, (0.25,) * 3)  # 64 px: the paper blurs from here up
+    (spec,) = set(simclr(big, jitter_strength=0.5, num_views=3).specs)
+    assert (spec.brightness, spec.contrast, spec.saturation, spec.hue, spec.blur_prob) == (0.4, 0.4, 0.4, 0.1, 0.5)
+    assert (spec.crop_scale, spec.crop_ratio, spec.blur_sigma, spec.solarize_prob) == ((0.08, 1.0), (3 / 4, 4 / 3), (0.1, 2.0), 0.0)
+    assert simclr(big, size=63).specs[0].blur_prob == 0.0 and simclr(big, jitter_strength=3.0).specs[0].hue == 0.5
+    given = simclr(big, jitter_strength=2.0, brightness=0.1, contrast=0.2, saturation=0.3, hue=0.05, blur_prob=0.25,
+                   crop_ratio=(0.5, 2.0), blur_sigma=(0.5, 1.0), solarize_prob=0.2).specs[0]
+    assert (given.brightness, given.contrast, given.saturation, given.hue, given.blur_prob) == (0.1, 0.2, 0.3, 0.05, 0.25)
+    assert (given.crop_ratio, given.blur_sigma, given.solarize_prob) == ((0.5, 2.0), (0.5, 1.0), 0.2)
 
 
 def test_byols_pair_is_the_papers_table_6() -> None:
@@ -221,3 +237,25 @@ def test_the_normalisation_constants_stay_out_of_checkpoints() -> None:
     any pipeline (and old checkpoints stay loadable)."""
     pipeline = simclr(RGB32)
     assert dict(pipeline.named_buffers()).keys() == {"mean", "std"} and pipeline.state_dict() == {}
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_chunk_workers_are_as_many_as_asked_each_on_one_core(threads: int) -> None:
+    before = torch.get_num_threads()
+    pool = chunk_workers(threads)
+    assert chunk_workers(threads) is pool  # made once per process
+
+    def meet(barrier: threading.Barrier) -> tuple[int, str]:
+        barrier.wait()
+        return torch.get_num_threads(), threading.current_thread().name
+
+    together = threading.Barrier(threads, timeout=10)  # passes only if `threads` tasks run at once
+    done = [f.result(timeout=30) for f in [pool.submit(meet, together) for _ in range(threads)]]
+    assert {count for count, _ in done} == {1} and all(name.startswith("cmp-augment") for _, name in done)
+    one_more = threading.Barrier(threads + 1, timeout=1)  # cannot pass: there is no worker for the last task
+    futures = [pool.submit(meet, one_more) for _ in range(threads + 1)]
+    with pytest.raises(threading.BrokenBarrierError):
+        futures[0].result(timeout=30)
+    for future in futures:
+        future.exception(timeout=30)
+    torch.set_num_threads(before)
