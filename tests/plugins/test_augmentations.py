@@ -46,8 +46,11 @@ def test_parameters_are_in_bounds_and_distinct_per_sample() -> None:
         assert p[name][p["jitter"]].unique().numel() == int(p["jitter"].sum()), name
         assert (p[name][~p["jitter"]] == 1).all(), name
     assert (p["hue"].abs() <= 0.2).all() and (p["hue"][~p["jitter"]] == 0).all()
+    hue = p["hue"][p["jitter"]]  # uniform over [-0.2, 0.2]: both signs, near both ends
+    assert hue.min() < -0.19 and hue.max() > 0.19 and hue.unique().numel() == hue.numel()
     applied = p["sigma"] > 0
     assert ((p["sigma"][applied] >= 0.1) & (p["sigma"][applied] <= 2.0)).all()
+    assert p["sigma"][applied].min() < 0.2 and p["sigma"][applied].max() > 1.9  # over the whole range
     assert p["box"].unique(dim=0).shape[0] == n
     for key, prob in (("jitter", 0.8), ("grayscale", 0.2), ("flip", 0.5)):
         assert abs(p[key].float().mean().item() - prob) < 0.05, key

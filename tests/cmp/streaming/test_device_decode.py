@@ -171,3 +171,22 @@ def test_the_cpu_decodes_only_what_the_device_refuses(tree: Path, cache: Path, m
         StreamingSource(index, batch_size=8, size=SIZE, num_workers=0, decode_device="cpu")
     assert refused_option.value.where == "data.params.decode_on" and refused_option.value.message == (
         "this torchvision cannot decode JPEGs on a device (no torchvision.io.decode_jpeg): decode in the workers")
+
+
+def test_a_grey_data_sets_jpegs_are_decoded_grey_on_the_device_not_again_on_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cmp.streaming.device_decode as device_decode
+
+    path = tmp_path / "colour.jpg"
+    Image.fromarray(picture(60, 40, np.random.default_rng(0))).save(path, "JPEG", quality=90)
+    good = path.read_bytes()
+    damaged = good[:200] + bytes(200) + good[400:]  # broken entropy-coded data: libjpeg-turbo still decodes it
+    fallbacks: list[int] = []
+    real = device_decode.decode_bytes
+    monkeypatch.setattr(device_decode, "decode_bytes", lambda data, channels: fallbacks.append(channels) or real(data, channels))
+    items = [Pending(0, 0, torch.frombuffer(bytearray(good), dtype=torch.uint8), (0, 0, 40, 60)),
+             Pending(1, 1, torch.frombuffer(bytearray(damaged), dtype=torch.uint8), (0, 0, 40, 60))]
+    out, failed = decode_pending(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), items, 1, 8, torch.device("cpu"))
+    assert failed == [] and out.shape == (2, 1, 8, 8) and out.float().mean() > 5
+    assert fallbacks == []  # both decoded grey on the device: none left for the CPU to redo
