@@ -438,9 +438,9 @@ def test_the_methods_differences_are_their_resolved_values_with_what_a_preset_ke
 
 
 def test_a_grid_of_a_sweep_leaves_the_recipe_as_written_for_the_next_grid(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
-    cells = cells_of(write_recipe, plugins, "sweep:\n  - {train.batch_size: [16]}\n  - {loss.name: [nt_logistic]}\n")
-    by_grid = {(c.train.batch_size, c.parts["loss"].name) for c in cells}
-    assert by_grid == {(16, "nt_xent"), (32, "nt_logistic")}  # the second grid at the recipe's batch size
+    cells = cells_of(write_recipe, plugins, "sweep:\n  - {train.batch_size: [16]}\n  - {train.epochs: [3]}\n")
+    by_grid = {(c.train.batch_size, c.train.epochs) for c in cells}
+    assert by_grid == {(16, 1), (32, 3)}  # the second grid at the recipe's batch size, the first at its epochs
 
 
 def test_the_data_set_and_the_baselines_resolve_with_their_defaults(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
