@@ -183,3 +183,20 @@ def test_the_settings_table_shows_what_ran_and_the_time_split_adds_up(tmp_path: 
     cached = write_report("cached", changed, [], tmp_path / "cached", {"wall_time_s": 5.0})["markdown"].read_text()
     assert "| training (the loops) | 0.3 | 88% |" in cached and "| total | 0.4 | 100% |" in cached
     assert "rest of the run" not in cached and "the last one took 0.1 min" in cached
+
+
+def test_only_groups_that_differ_in_exactly_one_shared_factor_are_paired() -> None:
+    def at(loss: str, batch: int, **extra: object) -> list:  # type: ignore[type-arg]
+        runs = [cell("simclr", s, batch, 0.8, loss=loss) for s in range(2)]
+        return [r.model_copy(update={"sweep": {**r.sweep, **extra}}) for r in runs]
+
+    results = (at("nt_xent", 64) + at("nt_logistic", 128)  # two factors apart: no pair, and the search goes on
+               + at("nt_logistic", 64)  # one factor from the first: a pair
+               + at("nt_xent", 64, **{"train.steps": 100})  # a key the others lack: a difference, not a pair
+               + at("margin_triplet", 64, **{"train.steps": 100}))  # paired with the one above only
+    pairs = {(c.factor, c.a_value, c.b_value, tuple(sorted(c.context))) for c in one_factor_comparisons(group_results(results))}
+    assert pairs == {
+        ("loss.name", "nt_xent", "nt_logistic", ("method", "train.batch_size")),
+        ("train.batch_size", 128, 64, ("loss.name", "method")),
+        ("loss.name", "nt_xent", "margin_triplet", ("method", "train.batch_size", "train.steps")),
+    }
