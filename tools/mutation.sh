@@ -2,7 +2,8 @@
 # Mutation testing of cmp's core modules (issue 16): slow, so not part of CI.
 #
 #   tools/mutation.sh                  every mutant not yet tested (results are kept in mutants/)
-#   tools/mutation.sh 'plugins.losses*'   these mutants again (mutmut names: module.x_function__mutmut_N)
+#   tools/mutation.sh 'plugins.losses*'   these mutants, those not tested yet or whose function changed
+#   tools/mutation.sh NAME...          exactly these mutants again, after new tests (module.x_function__mutmut_N)
 #
 # Needs the `mutation` extra (`pip install -e '.[test,mutation]'`). Which files are mutated
 # and which tests run is `[tool.mutmut]` in pyproject.toml. One child process, one thread per
