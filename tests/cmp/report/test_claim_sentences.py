@@ -124,3 +124,12 @@ def test_a_claim_is_checked_on_the_metrics_it_names_or_else_on_every_percentage(
     assert [r.metric.name for r in check_claims([claim], groups, metrics)] == ["knn_top1", "linear_top1"]
     named = Claim("loss.name", ("nt_xent", "nt_logistic"), ("rankme",))
     assert [r.metric.name for r in check_claims([named], groups, metrics)] == ["rankme"]
+
+
+def test_a_claims_pair_that_never_ran_side_by_side_is_skipped_and_the_next_pair_still_checked() -> None:
+    results = [cell("simclr", s, 128, 0.9, loss="nt_xent") for s in range(3)]  # nt_xent ran at 128 only
+    results += [cell("simclr", s, 64, 0.8 + 0.01 * s, loss="nt_logistic") for s in range(3)]
+    results += [cell("simclr", s, 64, 0.5, loss="margin_triplet") for s in range(3)]
+    (result,) = check_claims([CLAIM], group_results(results), [KNN])
+    assert [(s.better, s.worse) for s in result.steps] == [("nt_logistic", "margin_triplet")]
+    assert result.verdict == "supported"

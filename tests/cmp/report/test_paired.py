@@ -193,10 +193,12 @@ def test_only_groups_that_differ_in_exactly_one_shared_factor_are_paired() -> No
     results = (at("nt_xent", 64) + at("nt_logistic", 128)  # two factors apart: no pair, and the search goes on
                + at("nt_logistic", 64)  # one factor from the first: a pair
                + at("nt_xent", 64, **{"train.steps": 100})  # a key the others lack: a difference, not a pair
-               + at("margin_triplet", 64, **{"train.steps": 100}))  # paired with the one above only
+               + at("margin_triplet", 64, **{"train.steps": 100})  # paired with the one above only
+               + at("nt_xent", 32))  # paired with the first, after the keyed group the search passed over
     pairs = {(c.factor, c.a_value, c.b_value, tuple(sorted(c.context))) for c in one_factor_comparisons(group_results(results))}
     assert pairs == {
         ("loss.name", "nt_xent", "nt_logistic", ("method", "train.batch_size")),
         ("train.batch_size", 128, 64, ("loss.name", "method")),
         ("loss.name", "nt_xent", "margin_triplet", ("method", "train.batch_size", "train.steps")),
+        ("train.batch_size", 64, 32, ("loss.name", "method")),
     }
