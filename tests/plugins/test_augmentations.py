@@ -13,7 +13,7 @@ import torchvision.transforms.v2.functional as TF
 from cmp.api.contracts import DataInfo
 from cmp_plugins import image_ops as ops
 from cmp_plugins.augmentations import (
-    ViewPipeline, ViewSpec, blur_kernel, byol, chunk_workers, multicrop, sample_view_params, simclr,
+    ViewPipeline, ViewSpec, _workers, blur_kernel, byol, chunk_workers, multicrop, sample_view_params, simclr,
 )
 
 RGB32 = DataInfo("t", 3, 32, 32, 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
@@ -245,6 +245,8 @@ def test_the_normalisation_constants_stay_out_of_checkpoints() -> None:
 @pytest.mark.parametrize("threads", [1, 3])
 def test_chunk_workers_are_as_many_as_asked_each_on_one_core(threads: int) -> None:
     before = torch.get_num_threads()
+    _workers.pop((os.getpid(), threads), None)  # a pool made by this test, whatever ran before
+    existing = {t.ident for t in threading.enumerate()}
     pool = chunk_workers(threads)
     assert chunk_workers(threads) is pool  # made once per process
 
@@ -261,4 +263,8 @@ def test_chunk_workers_are_as_many_as_asked_each_on_one_core(threads: int) -> No
         futures[0].result(timeout=30)
     for future in futures:
         future.exception(timeout=30)
+    # A pool with room for more threads would have started one for a task that found the
+    # others busy; its initializer would wait forever at the start-up barrier and hang the
+    # interpreter's exit.
+    assert len({t.ident for t in threading.enumerate()} - existing) == threads
     torch.set_num_threads(before)

@@ -190,3 +190,25 @@ def test_a_grey_data_sets_jpegs_are_decoded_grey_on_the_device_not_again_on_the_
     out, failed = decode_pending(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), items, 1, 8, torch.device("cpu"))
     assert failed == [] and out.shape == (2, 1, 8, 8) and out.float().mean() > 5
     assert fallbacks == []  # both decoded grey on the device: none left for the CPU to redo
+
+
+def test_a_jpeg_the_device_refuses_in_a_grey_data_set_is_decoded_grey_on_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nvJPEG refuses some JPEGs libjpeg-turbo reads (a stand-in refuses them all here): the
+    CPU's decode of a colour JPEG in a grey data set is grey, the crop the workers make."""
+    import cmp.streaming.device_decode as device_decode
+    from cmp.streaming.decode import decode_bytes, resized_crop
+
+    def nvjpeg(datas: list[torch.Tensor], channels: int, device: torch.device) -> list[torch.Tensor]:
+        raise RuntimeError("nvjpeg: unsupported")
+
+    monkeypatch.setattr(device_decode, "_decode_all", nvjpeg)
+    path = tmp_path / "colour.jpg"
+    Image.fromarray(picture(60, 40, np.random.default_rng(1))).save(path, "JPEG", quality=90)
+    data = path.read_bytes()
+    box = (5, 3, 30, 40)
+    out, failed = decode_pending(torch.zeros(2, 1, 8, 8, dtype=torch.uint8),
+                                 [Pending(1, 0, torch.frombuffer(bytearray(data), dtype=torch.uint8), box)], 1, 8, torch.device("cpu"))
+    assert failed == [] and out.shape == (2, 1, 8, 8)
+    assert torch.equal(out[1], resized_crop(decode_bytes(data, 1), box, 8)) and not out[0].any()
