@@ -263,3 +263,32 @@ def test_a_shard_without_samples_says_what_a_sample_is(tmp_path: Path) -> None:
     shard = tar_of(tmp_path / "s" / "s.tar", [("README", b"nothing here")])
     error = error_of(lambda: open_shards(shard.parent, use_cache=False))
     assert (error.message, error.where) == ("holds no samples (key.jpg + key.cls)", str(shard.resolve()))
+
+
+def test_shards_written_by_webdataset_are_read_as_written(index: ImageIndex, tmp_path: Path, cache: Path) -> None:
+    """WebDataset's own writer is the reference for the layout: its shards give back every
+    sample's bytes and label in the order written."""
+    import webdataset
+
+    folder = tmp_path / "written-by-webdataset"
+    folder.mkdir()
+    with webdataset.ShardWriter(str(folder / "part-%04d.tar"), maxcount=15, verbose=0) as sink:
+        for i in range(len(index)):
+            suffix = Path(index.name(i)).suffix.lstrip(".")
+            sink.write({"__key__": f"sample{i:04d}", suffix: index.read(i), "cls": int(index.labels[i])})
+    shards = open_shards(folder, cache_dir=cache)
+    assert len(sorted(folder.glob("*.tar"))) == -(-len(index) // 15) and len(shards) == len(index)
+    assert [shards.read(i) for i in range(len(index))] == [index.read(i) for i in range(len(index))]
+    assert torch.equal(torch.as_tensor(shards.labels), torch.as_tensor(index.labels))
+    assert shards.classes == [str(c) for c in range(len(index.classes))]  # no classes.txt: numbered
+
+
+def test_webdatasets_reader_reads_the_shards_cmp_writes(index: ImageIndex, tmp_path: Path) -> None:
+    import webdataset
+
+    paths = write_shards(index, tmp_path / "shards", per_shard=16)
+    samples = list(webdataset.WebDataset([str(p) for p in paths], shardshuffle=False, empty_check=False))
+    assert [s["__key__"] for s in samples] == [f"{i:08d}" for i in range(len(index))]
+    images = [next(v for k, v in s.items() if not k.startswith("__") and k != "cls") for s in samples]
+    assert images == [index.read(i) for i in range(len(index))]
+    assert [int(s["cls"]) for s in samples] == [int(label) for label in index.labels]
