@@ -75,11 +75,9 @@ def class_list(classes: list[str] | str | None, root: Path | None) -> list[str] 
     if found is None:
         raise DataError(f"no such file of class names (looked for {', '.join(str(p) for p in places)})",
                         where="data.params.classes")
-    names = [line.split("#", 1)[0].split() for line in found.read_text(encoding="utf-8").splitlines()]
-    listed = [words[0] for words in names if words]
-    if not listed:
-        raise DataError("lists no class names", where=str(found))
-    return listed
+    from cmp.streaming import read_class_names
+
+    return read_class_names(found)
 
 
 def statistics_of(images: EncodedImages, statistics: Statistics, channels: int, size: int,

@@ -11,12 +11,12 @@ The engine uses these through `StreamedData` (`plugins/streamed_datasets.py`);
 """
 
 from cmp.streaming.decode import CorruptImage, CropSpec, center_box, crop_generator, decode_bytes, eval_crop, random_crop_box, train_crop
-from cmp.streaming.index import EncodedImages, ImageIndex, Subset, build_index
+from cmp.streaming.index import EncodedImages, ImageIndex, Subset, build_index, read_class_names
 from cmp.streaming.loader import Batch, CorruptImageWarning, StreamingSource, estimate_statistics, stream_eval
 from cmp.streaming.shards import ShardIndex, open_shards, write_shards
 
 __all__ = [
     "Batch", "CorruptImage", "CorruptImageWarning", "CropSpec", "EncodedImages", "ImageIndex", "ShardIndex",
     "StreamingSource", "Subset", "build_index", "center_box", "crop_generator", "decode_bytes", "estimate_statistics",
-    "eval_crop", "open_shards", "random_crop_box", "stream_eval", "train_crop", "write_shards",
+    "eval_crop", "open_shards", "random_crop_box", "read_class_names", "stream_eval", "train_crop", "write_shards",
 ]

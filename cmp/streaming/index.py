@@ -144,6 +144,16 @@ def build_index(
     return _from_lists(folder, names, per_class, from_cache=False)
 
 
+def read_class_names(path: Path) -> list[str]:
+    """Class folder names from a text file, in label order: the first word of each line
+    (`#` starts a comment), as in recipes/imagenet100_classes.txt."""
+    lines = [line.split("#", 1)[0].split() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    listed = [words[0] for words in lines if words]
+    if not listed:
+        raise DataError("lists no class names", where=str(path))
+    return listed
+
+
 def _class_names(folder: Path, classes: Sequence[str] | None) -> list[str]:
     found = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     if classes is None:

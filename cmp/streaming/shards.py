@@ -9,6 +9,8 @@ cached like a folder index. Members follow WebDataset's grouping: a sample's key
 member's path up to the first dot of its file name, its image the member whose last
 suffix is an image's (`key.jpg`, `key.input.jpg`), its label the integer text of `key.cls`. `classes.txt` beside the shards, one
 name per line, names the classes; without it they are called "0", "1", ...
+
+`python -m cmp.streaming.to_shards ROOT OUT` copies an image tree's splits into shards.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cmp.errors import DataError
-from cmp.streaming.index import IMAGE_SUFFIXES, EncodedImages, PackedStrings, store_cache, default_cache_dir
+from cmp.streaming.index import IMAGE_SUFFIXES, EncodedImages, PackedStrings, default_cache_dir, store_cache
 
 INDEX_FORMAT = 1
 OPEN_SHARDS = 64
@@ -214,3 +216,4 @@ def write_shards(images: EncodedImages, out: Path, per_shard: int = 1000) -> lis
         paths.append(path)
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in images.classes), encoding="utf-8")
     return paths
+
