@@ -216,4 +216,3 @@ def write_shards(images: EncodedImages, out: Path, per_shard: int = 1000) -> lis
         paths.append(path)
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in images.classes), encoding="utf-8")
     return paths
-

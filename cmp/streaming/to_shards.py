@@ -2,7 +2,8 @@
 
 ROOT/<split>/<class>/<images> becomes OUT/<split>/shard-NNNNNN.tar (key.<suffix> +
 key.cls per image, the bytes as they are) with classes.txt, which `image_shards` reads;
-`--classes` keeps the classes of a file such as recipes/imagenet100_classes.txt.
+`--classes` keeps the classes of a file such as recipes/imagenet100_classes.txt. A split
+folder that already holds shards is refused (stale shards would be read with the new).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.classes is not None and not args.classes.is_file():
             raise DataError("no such file of class names", where=str(args.classes))
+        for split in args.splits:  # stale shards of an earlier copy would be read with the new ones
+            if any((args.out / split).glob("*.tar")):
+                raise DataError("already holds tar shards: remove them or choose another folder", where=str(args.out / split))
         names = read_class_names(args.classes) if args.classes is not None else None
         first = build_index(args.root, args.splits[0], names, use_cache=False)
         splits = [first] + [build_index(args.root, split, first.classes, use_cache=False) for split in args.splits[1:]]

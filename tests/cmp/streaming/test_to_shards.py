@@ -48,3 +48,8 @@ def test_bad_input_is_one_line_naming_what_is_wrong(tree: Path, tmp_path: Path, 
         main([str(tree), str(tmp_path / "out"), "--per-shard", "0"])
     assert refused.value.code == 2 and "--per-shard must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing written for bad input
+    assert main([str(tree), str(tmp_path / "out"), "--splits", "val"]) == 0
+    assert main([str(tree), str(tmp_path / "out"), "--splits", "train", "val"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: {tmp_path / 'out' / 'val'}: already holds tar shards: remove them or choose another folder\n")
+    assert not (tmp_path / "out" / "train").exists()  # refused before any split was written
