@@ -135,6 +135,8 @@ def test_every_bad_folder_or_class_list_is_one_exact_message(tmp_path: Path, cac
         "has no folder for class(es) z1, z2, z3, z4, z5 and 2 more", str(split))
     assert refusal(tmp_path, "train", classes=["z1", "z2", "z3", "z4", "z5"]) == (
         "has no folder for class(es) z1, z2, z3, z4, z5", str(split))
+    assert refusal(tmp_path, "train", classes=["z1", "z2", "z3", "z4", "z5", "z6"]) == (
+        "has no folder for class(es) z1, z2, z3, z4, z5 and 1 more", str(split))
 
 
 def test_image_names_are_the_files_paths_and_nothing_is_cached_when_asked(tmp_path: Path, cache: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from cmp.errors import DataError
 from cmp.streaming import (
-    Batch, CorruptImage, CorruptImageWarning, CropSpec, ImageIndex, StreamingSource, build_index, estimate_statistics, eval_crop,
+    Batch, CorruptImage, CorruptImageWarning, CropSpec, ImageIndex, StreamingSource, Subset, build_index, estimate_statistics, eval_crop,
     stream_eval, train_crop,
 )
 from tests.cmp.streaming.images import CORRUPT
@@ -145,6 +145,14 @@ def test_estimated_statistics_are_those_of_the_readable_evaluation_crops(index: 
     np.testing.assert_allclose(everything, (mean, std), rtol=1e-12)
 
 
+def test_the_statistics_of_one_pixel_are_that_pixel(index: ImageIndex) -> None:
+    """One image at size 1: a single pixel, its own mean, no spread (the floor of 1e-12 on the variance)."""
+    mean, std = estimate_statistics(Subset(index, [0]), channels=3, size=1)
+    pixel = eval_crop(index.read(0), 3, 1, 0.875).double().flatten() / 255.0
+    np.testing.assert_allclose(mean, pixel.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(std, [1e-6] * 3, rtol=1e-6)
+
+
 def test_evaluation_defaults_are_the_central_seven_eighths_and_one_corrupt_image_in_a_hundred(index: ImageIndex) -> None:
     first = next(stream_eval(index, size=SIZE, batch_size=4, num_workers=0))
     assert torch.equal(first.images[0], eval_crop(index.read(0), 3, SIZE, 0.875))
@@ -191,6 +199,7 @@ def test_closing_a_source_stops_its_workers_and_it_can_start_again(index: ImageI
         list(in_process.epoch(0, perm(41)))
     in_process.close()  # no worker processes to stop
     assert in_process._loader is None
+    in_process.close()  # closing again, or a source that never ran, is nothing to do
 
 
 def test_corrupt_files_are_named_in_the_first_ten_warnings_then_only_counted(tmp_path: Path, cache: Path) -> None:
