@@ -30,6 +30,13 @@ methods:
 """
 
 
+def refusal(path: Path, registry: Any) -> str:
+    """The one-line error that resolving the recipe at `path` raises."""
+    with pytest.raises(RecipeError) as caught:
+        resolve(load_recipe(path), registry)
+    return str(caught.value)
+
+
 @pytest.fixture
 def plugins_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Plugins]:
     """cmp's plugins and one more module, written from `source`: a third party's plugin."""
@@ -287,9 +294,7 @@ def test_a_swept_key_that_does_not_fit_is_named_with_the_keys_beside_it(  # type
     write_recipe, plugins, sweep: str, message: str,
 ) -> None:
     path = write_recipe(BASE + f"sweep: {sweep}\n")
-    with pytest.raises(RecipeError) as caught:
-        resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == f"{path}: {message}"
+    assert refusal(path, plugins.registry) == f"{path}: {message}"
 
 
 @pytest.mark.parametrize(("loss", "message"), [
@@ -412,16 +417,12 @@ def test_a_third_party_components_parameters_that_do_not_fit_are_one_error_at_th
 ) -> None:
     plugins = plugins_with("third_party", source)
     path = write_recipe(BASE.replace(*written))
-    with pytest.raises(RecipeError) as caught:
-        resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == f"{path}: {message}"
+    assert refusal(path, plugins.registry) == f"{path}: {message}"
 
 
 def test_a_method_without_a_required_part_is_named_with_where_to_set_it(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
     path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {loss: nt_xent}"))
-    with pytest.raises(RecipeError) as caught:
-        resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == (f"{path}: methods.simclr: no augmentation chosen: "
+    assert refusal(path, plugins.registry) == (f"{path}: methods.simclr: no augmentation chosen: "
                                  "set methods.simclr.augmentation or defaults.augmentation, or use a preset")
 
 
@@ -463,16 +464,12 @@ def test_a_data_section_that_does_not_fit_is_one_error_at_its_key(  # type: igno
     write_recipe, plugins, data: str, message: str,
 ) -> None:
     path = write_recipe(BASE.replace("data: {dataset: digits}", f"data: {data}"))
-    with pytest.raises(RecipeError) as caught:
-        resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == f"{path}: {message}"
+    assert refusal(path, plugins.registry) == f"{path}: {message}"
 
 
 def test_a_baseline_that_does_not_exist_is_named_at_its_place_in_the_list(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
     path = write_recipe(BASE + "baselines: [raw_pixels, supervisd]\n")
-    with pytest.raises(RecipeError) as caught:
-        resolve(load_recipe(path), plugins.registry)
-    assert str(caught.value) == (f"{path}: baselines.1: unknown baseline 'supervisd' (did you mean 'supervised'?); "
+    assert refusal(path, plugins.registry) == (f"{path}: baselines.1: unknown baseline 'supervisd' (did you mean 'supervised'?); "
                                  "choices: random_init, raw_pixels, supervised")
 
 
