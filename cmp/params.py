@@ -1,15 +1,8 @@
-"""Deprecated alias of `cmp.api.params`: the name `cmp.params` from before cmp 0.1.0.
-
-Kept for the 0.x series so that code written against cmp before 0.1.0 keeps working: it
-re-exports the parameter types of component factories, and importing it warns once with a
-`DeprecationWarning` naming the new import. It goes in 1.0 (CHANGELOG.md; docs/plugins.md,
-"What is public").
-"""
+"""Deprecated: `cmp.params` before cmp 0.1.0, now `cmp.api.params` (see `cmp._moved`)."""
 
 from __future__ import annotations
 
-import warnings
-
+from cmp._moved import warn_moved
 from cmp.api.params import (
     Fraction,
     FractionRange,
@@ -33,9 +26,4 @@ __all__ = [
     "describe_validation_error", "schema_of",
 ]
 
-warnings.warn(
-    "`cmp.params` is deprecated since cmp 0.1.0 and goes in 1.0: import from"
-    " `cmp.api` (the module is now `cmp.api.params`)",
-    DeprecationWarning,
-    stacklevel=2,  # the importing line: warnings skips importlib's own frames
-)
+warn_moved("cmp.params", "import from `cmp.api` (the module is now `cmp.api.params`)")

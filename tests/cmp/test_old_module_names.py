@@ -14,7 +14,9 @@ import sys
 import textwrap
 import types
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,8 +130,8 @@ OLD_STYLE_PLUGIN = '''
 
 @pytest.mark.third_party_plugins
 def test_a_plugin_written_against_cmp_contracts_loads_through_its_entry_point_and_warns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_recipe
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_recipe: Callable[[str], Path]
+) -> None:
     plugin_file = tmp_path / "old_style_plugin.py"
     plugin_file.write_text(textwrap.dedent(OLD_STYLE_PLUGIN))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -138,7 +140,7 @@ def test_a_plugin_written_against_cmp_contracts_loads_through_its_entry_point_an
         monkeypatch.delitem(sys.modules, old, raising=False)
     real = metadata.entry_points
 
-    def with_old_style(**kwargs: str):  # type: ignore[no-untyped-def]
+    def with_old_style(**kwargs: str) -> Any:
         if kwargs.get("group") != "cmp":
             return real(**kwargs)
         return [*real(**kwargs), metadata.EntryPoint("old_style", "old_style_plugin", "cmp")]
@@ -151,7 +153,8 @@ def test_a_plugin_written_against_cmp_contracts_loads_through_its_entry_point_an
     assert loaded.warnings == []  # before the aliases: "failed to import and was skipped"
     assert loaded.registry.get("losses", "scaled_cosine").provider.plugin == "old_style"
     deprecations = [w for w in caught if w.category is DeprecationWarning]
-    assert sorted(str(w.message).split("`")[1] for w in deprecations) == ["cmp.contracts", "cmp.hookspecs", "cmp.params"]
+    named = sorted(str(w.message).split("`")[1] for w in deprecations)
+    assert named == ["cmp.contracts", "cmp.hookspecs", "cmp.params"]
     assert {w.filename for w in deprecations} == {str(plugin_file)}  # the plugin's own import lines
 
     recipe = """

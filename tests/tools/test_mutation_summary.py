@@ -42,7 +42,8 @@ def rows(page: str) -> dict[str, list[str]]:
 
 def test_the_page_counts_each_outcome_and_lists_only_the_unexplained(tmp_path: Path) -> None:
     out = project(tmp_path)
-    main(["--out", str(out), "--note", "Made for a test."], root=tmp_path, diffs=lambda name, file: f"-old {name}\n+new")
+    main(["--out", str(out), "--note", "Made for a test."], root=tmp_path,
+         diffs=lambda name, file: f"-old {name}\n+new")
     page = out.read_text()
     table = rows(page)
     # mutants, killed (+ timeout), equivalent, not testable, not explained, score, of the non-equivalent
