@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cmp.api.results import BaselineResult, RunResult
+from cmp.report.claims import Claim, ClaimResult, check_claims, comparisons_table
 from cmp.report.document import Figure, Section, Table
 from cmp.report.figure_data import curve_panels
 from cmp.report.figures import batch_size_figure, curves_figure, metric_curves_figure
@@ -23,7 +24,6 @@ from cmp.report.groups import Group, group_results, result_order
 from cmp.report.html import render_html
 from cmp.report.markdown import render_markdown
 from cmp.report.metrics import ReportMetric, report_metrics
-from cmp.report.claims import Claim, ClaimResult, check_claims, comparisons_table
 from cmp.report.tables import (
     baseline_standing, evaluation_protocol, failures_table, loss_table, method_table, settings_table, time_split,
 )
