@@ -152,5 +152,6 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 
 def _report_cell(result: RunResult) -> None:
+    """A finished cell's line on stderr: `cmp: CELL: ok`, `cached`, or `failed (reason)`."""
     echo(f"cmp: {result.cell}: {'cached' if result.cached else result.status}"
          + (f" ({result.reason})" if result.reason else ""))

@@ -21,7 +21,7 @@ BUDGET_KEYS = ("train.steps", "train.epochs")
 LOSS_KEY = "loss.name"
 BASELINES_CAPTION = "dashed grey lines: baselines (mean over their seeds)"
 
-Budget = tuple[str, "int | None"]
+Budget = tuple[str, int | None]
 """`("steps", S)` or `("epochs", E)`: how long a cell trained (None: not recorded)."""
 
 
@@ -121,6 +121,7 @@ def budget(result: RunResult) -> Budget:
 
 
 def _budget_order(of: Budget) -> tuple[int, int]:
+    """Fixed epochs before fixed steps, each by its count: the columns' order."""
     return (0 if of[0] == "epochs" else 1, of[1] or 0)
 
 

@@ -84,6 +84,7 @@ def batch_size_figure(groups: list[Group], metrics: list[ReportMetric], path: Pa
 
 
 def _draw_batch_size(data: BatchSizeData, path: Path) -> None:
+    """One budget: panels three a row; several: a row per metric, a column per budget, y shared along a row."""
     plt = _pyplot()
     with plt.rc_context(FONT):
         rows, columns = len(data.rows), len(data.rows[0])
@@ -119,6 +120,7 @@ def curves_figure(groups: list[Group], metrics: list[ReportMetric], path: Path,
 
 
 def _draw_curves(data: CurvesData, path: Path) -> None:
+    """Several losses: a row each, a metric's y axis shared down its column; one: panels three a row."""
     plt = _pyplot()
     several = len(data.rows) > 1
     columns = 1 + len(data.rows[0].metrics)
@@ -155,6 +157,7 @@ def metric_curves_figure(groups: list[Group], metrics: list[ReportMetric], path:
 
 
 def _draw_metric_curves(data: MetricCurvesData, path: Path) -> None:
+    """The panels three a row, one legend for all when crowded."""
     plt = _pyplot()
     with plt.rc_context(FONT):
         fig, axes = _grid(plt, len(data.panels))
@@ -169,6 +172,7 @@ def _draw_metric_curves(data: MetricCurvesData, path: Path) -> None:
 
 
 def _pyplot() -> Any:
+    """pyplot on the Agg backend (files only, no display), imported when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -302,9 +306,11 @@ def _outside_legend(fig: Any, handles: Sequence[Any], y: float = 0.5, height_in:
 
 
 def _panel_legend(ax: Any, handles: Sequence[Any]) -> None:
+    """The panel's own legend of its series, where it covers least."""
     if handles:
         ax.legend(handles=list(handles), labels=[h.get_label() for h in handles], loc="best", framealpha=0.85)
 
 
 def _save(fig: Any, path: Path) -> None:
+    """The PNG, cropped to what was drawn (outside legends and baseline labels included)."""
     fig.savefig(path, dpi=110, bbox_inches="tight")
