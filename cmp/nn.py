@@ -55,6 +55,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from cmp.distributed import rank, world_size  # one implementation, re-exported for plugins
+
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 __all__ = [
@@ -225,18 +227,6 @@ def grouped_batchnorm_forward(
     shuffled, permutation = shuffle_batch(x, generator)
     out = torch.cat([module(chunk) for chunk in shuffled.chunk(groups)])
     return unshuffle_batch(out, permutation)
-
-
-def world_size() -> int:
-    """How many processes train together: 1 unless torch.distributed is initialised."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    """This process's index among them: 0 unless torch.distributed is initialised."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 
 
 def _by_group(parts: list[Tensor], groups: int) -> Tensor:
