@@ -32,10 +32,12 @@ from cmp.config.recipe import (
 from cmp.errors import PluginError, RecipeError
 from cmp.suggest import unknown_name
 
-CONFIG_FORMAT = 2
-"""Version of the resolved configuration's shape; part of every cell's key."""
+CONFIG_FORMAT = 3
+"""Version of the resolved configuration's shape and of what the key leaves out; part of
+every cell's key (3: `checkpoint_minutes`, and `epochs` under a step budget, left out)."""
 
-_UNHASHED_TRAIN_KEYS = ("log_every", "threads", "backend")
+_UNHASHED_TRAIN_KEYS = ("log_every", "threads", "backend", "checkpoint_minutes")
+"""How a run is logged, threaded, joined and checkpointed: not what it computes."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,11 @@ class Cell:
         }
 
     def key(self) -> str:
-        """A content hash of everything that changes the result (baselines do not)."""
+        """A content hash of everything that changes the result (baselines do not; nor does
+        `train.epochs` when `train.steps` decides the budget)."""
         config = self.config()
-        config["train"] = {k: v for k, v in config["train"].items() if k not in _UNHASHED_TRAIN_KEYS}
+        unhashed = (*_UNHASHED_TRAIN_KEYS, "epochs") if self.train.steps is not None else _UNHASHED_TRAIN_KEYS
+        config["train"] = {k: v for k, v in config["train"].items() if k not in unhashed}
         config["format"] = CONFIG_FORMAT
         for unhashed in ("recipe", "sweep", "baselines"):
             config.pop(unhashed)
