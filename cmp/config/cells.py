@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import torch
 
 from cmp.api.contracts import MethodPreset
 from cmp.api.params import ParamError, ParamSchema, describe_validation_error
@@ -29,12 +28,16 @@ from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS
 from cmp.config.recipe import (
     Choice, DataSection, MethodSpec, Parts, Recipe, RecipeModel, TrainSection, apply_override, known_keys,
 )
+from cmp.devices import missing_device
 from cmp.errors import PluginError, RecipeError
 from cmp.suggest import unknown_name
 
 CONFIG_FORMAT = 3
 """Version of the resolved configuration's shape and of what the key leaves out; part of
 every cell's key (3: `checkpoint_minutes`, and `epochs` under a step budget, left out)."""
+
+LOCAL_EXECUTOR = "local"
+"""The default executor, the one that runs cells on the machine resolving the recipe."""
 
 _UNHASHED_TRAIN_KEYS = ("log_every", "threads", "backend", "checkpoint_minutes")
 """How a run is logged, threaded, joined and checkpointed: not what it computes."""
@@ -168,7 +171,7 @@ def resolve_executor(recipe: Recipe, registry: Registry) -> ResolvedChoice:
     """The recipe's executor, looked up and its parameters validated."""
     choice = recipe.model.executor
     if choice.name is None:  # parameters only (`--jobs 2`): of the default executor
-        choice = Choice(name="local", params=choice.params)
+        choice = Choice(name=LOCAL_EXECUTOR, params=choice.params)
     return _resolve_choice(recipe, registry, "executors", choice, "executor.name",
                            {p: f"executor.params.{p}" for p in choice.params}, "executor.params")
 
@@ -238,10 +241,14 @@ def _resolve_data(recipe: Recipe, registry: Registry) -> DataSection:
 
 
 def _check_device(recipe: Recipe, device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise recipe.source.error("train.device", f"'{device}' asked for, but CUDA is not available here")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise recipe.source.error("train.device", "'mps' asked for, but MPS is not available here")
+    """Refuse a device this machine lacks when the cells run here (the local executor),
+    before any work; under another executor (Ray) each cell checks where it runs
+    (`cmp.devices.require_device`), since the machine resolving the recipe may have none."""
+    if (recipe.model.executor.name or LOCAL_EXECUTOR) != LOCAL_EXECUTOR:
+        return
+    problem = missing_device(device)
+    if problem is not None:
+        raise recipe.source.error("train.device", problem)
 
 
 @dataclass

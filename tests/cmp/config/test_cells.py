@@ -383,6 +383,19 @@ def test_a_device_or_part_that_cannot_be_used_is_one_error_at_its_key(  # type: 
     assert info.value.message == message and info.value.where == f"{path}: {where}"
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_is_not_refused_when_another_machine_runs_the_cells(  # type: ignore[no-untyped-def]
+    write_recipe, plugins,
+) -> None:
+    """Under `--executor ray` the cells run on the cluster's nodes, not on the machine that
+    resolves the recipe (a head node without GPUs): the device is checked where each cell
+    runs. The local executor runs them here, so it still refuses at once."""
+    ray = BASE.replace("batch_size: 32}", "batch_size: 32, device: cuda}") + "executor: {name: ray}\n"
+    assert {cell.train.device for cell in resolve(load_recipe(write_recipe(ray)), plugins.registry)} == {"cuda"}
+    local = write_recipe(ray.replace("{name: ray}", "{name: local, params: {jobs: 2}}"), "local.yaml")
+    assert refusal(local, plugins.registry) == f"{local}: train.device: 'cuda' asked for, but CUDA is not available here"
+
+
 def test_a_part_named_none_is_left_out(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
     text = BASE.replace("  moco: {preset: moco}\n", "  byol: {preset: byol, predictor: none}\n")
     byol = next(c for c in resolve(load_recipe(write_recipe(text)), plugins.registry) if c.method == "byol")
