@@ -29,6 +29,7 @@ from cmp.config.recipe import (
     Choice, DataSection, MethodSpec, Parts, Recipe, RecipeModel, TrainSection, apply_override, known_keys,
 )
 from cmp.devices import missing_device
+from cmp.precision import resolve_precision
 from cmp.errors import PluginError, RecipeError
 from cmp.suggest import unknown_name
 
@@ -197,8 +198,8 @@ def _resolve_cells(
 ) -> list[Cell]:
     model = recipe.model
     data = _resolve_data(recipe, registry)
-    train = model.train
-    _check_device(recipe, train.device)
+    _check_device(recipe, model.train.device)
+    train = _resolved_train(model.train)
     evaluators = {
         name: _resolve_choice(
             recipe, registry, "evaluators", Choice(name=name, params=params or {}),
@@ -238,6 +239,12 @@ def _resolve_data(recipe: Recipe, registry: Registry) -> DataSection:
         raise recipe.source.error("data.root", f"directory '{data.root}' does not exist{hint}")
     params = _validate(recipe, component.schema, data.params, {}, "data.params", component.meta.get("check_params"))
     return data.model_copy(update={"params": params})
+
+
+def _resolved_train(train: TrainSection) -> TrainSection:
+    """The train section with `precision: auto` resolved for this machine's device, so the
+    cell's key, result and report hold what runs (a bf16 result is never reused as fp32's)."""
+    return train.model_copy(update={"precision": resolve_precision(train.precision, train.device)})
 
 
 def _check_device(recipe: Recipe, device: str) -> None:
