@@ -29,8 +29,8 @@ from cmp.config.recipe import (
     Choice, DataSection, MethodSpec, Parts, Recipe, RecipeModel, TrainSection, apply_override, known_keys,
 )
 from cmp.devices import missing_device
-from cmp.precision import resolve_precision
 from cmp.errors import PluginError, RecipeError
+from cmp.precision import resolve_precision
 from cmp.suggest import unknown_name
 
 CONFIG_FORMAT = 3
@@ -116,8 +116,8 @@ class Cell:
         """A content hash of everything that changes the result (baselines do not; nor does
         `train.epochs` when `train.steps` decides the budget)."""
         config = self.config()
-        unhashed = (*_UNHASHED_TRAIN_KEYS, "epochs") if self.train.steps is not None else _UNHASHED_TRAIN_KEYS
-        config["train"] = {k: v for k, v in config["train"].items() if k not in unhashed}
+        left_out = (*_UNHASHED_TRAIN_KEYS, "epochs") if self.train.steps is not None else _UNHASHED_TRAIN_KEYS
+        config["train"] = {k: v for k, v in config["train"].items() if k not in left_out}
         config["format"] = CONFIG_FORMAT
         for unhashed in ("recipe", "sweep", "baselines"):
             config.pop(unhashed)

@@ -128,23 +128,6 @@ class TrainSummary:
         return self.images_seen / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
-@dataclass
-class _Timed:
-    """The training time of the part of an epoch this `fit` ran: the seconds between
-    checkpoints (not the writing of them), from step `first_step` (where a resumed epoch
-    continues) on, so an epoch's images/s counts only the steps timed."""
-
-    first_step: int
-    seconds: float = 0.0
-
-    def add(self, seconds: float) -> float:
-        self.seconds += seconds
-        return seconds
-
-    def images_per_second(self, step_in_epoch: int, batch_size: int) -> float:
-        return (step_in_epoch - self.first_step) * batch_size / max(1e-9, self.seconds)
-
-
 class Trainer:
     """Runs the loop for one learner; `hooks` is the plugin manager's hook relay.
 
@@ -324,7 +307,7 @@ class Trainer:
                 p.step_in_epoch, p.epoch_loss_sum = 0, 0.0
             loss_sum = torch.zeros((), device=self.device)
             started = time.perf_counter()
-            timed = _Timed(first_step=p.step_in_epoch)
+            timed_from, timed_seconds = p.step_in_epoch, 0.0  # this fit's part of the epoch (a resumed one starts mid-way)
             stream = self._stream(p) if self.source is not None else None
             while p.step_in_epoch < self.steps_per_epoch and p.step < self.total_steps:
                 if stream is None:  # in memory: index the batch on the device
@@ -341,20 +324,25 @@ class Trainer:
                 if p.step % cfg.log_every == 0 or p.step_in_epoch == self.steps_per_epoch or p.step == self.total_steps:
                     self._log(loss, batch, p)
                 if self._checkpoint_due(last_save, p) and p.step_in_epoch < self.steps_per_epoch:
-                    p.train_seconds += timed.add(time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    p.train_seconds += elapsed
+                    timed_seconds += elapsed
                     p.epoch_loss_sum += mean_across(loss_sum, self.processes).item()
                     loss_sum.zero_()
                     self.save(extra)
                     started = last_save = time.perf_counter()
             epoch_loss = (p.epoch_loss_sum + mean_across(loss_sum, self.processes).item()) / max(1, p.step_in_epoch)
-            p.train_seconds += timed.add(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            p.train_seconds += elapsed
+            timed_seconds += elapsed
             self._check(epoch_loss, f"in epoch {p.epoch + 1}")
             p.loss_per_epoch.append(epoch_loss)
             p.epoch += 1
             p.perm = None
             self.hooks.cmp_epoch_end(
                 run=self.run, epoch=p.epoch,
-                metrics={"loss": epoch_loss, "images_per_s": timed.images_per_second(p.step_in_epoch, bsz)},
+                # the steps trained between `started`s over their time, checkpoint writing left out
+                metrics={"loss": epoch_loss, "images_per_s": (p.step_in_epoch - timed_from) * bsz / max(1e-9, timed_seconds)},
             )
             if self.evaluate is not None and cfg.eval_every and p.epoch % cfg.eval_every == 0 and p.epoch < cfg.epochs:
                 results = self.evaluate(p.epoch)
