@@ -109,8 +109,8 @@ class Supervised:
         return {
             "encoder": config["parts"]["encoder"], "augmentation": config["parts"]["augmentation"],
             "optimizer": context.effective_optimizer(), "seed": train.seed,
-            "train": {"epochs": train.epochs, "batch_size": train.batch_size, "precision": train.precision,
-                      "channels_last": train.channels_last, **({"steps": train.steps} if train.steps else {})},
+            "train": {"batch_size": train.batch_size, "precision": train.precision, "channels_last": train.channels_last,
+                      **({"steps": train.steps} if train.steps else {"epochs": train.epochs})},
         }
 
     def label(self, context: Any) -> str:  # trained at the cell's batch size and budget: one row per size

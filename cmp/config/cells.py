@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import torch
 
 from cmp.api.contracts import MethodPreset
 from cmp.api.params import ParamError, ParamSchema, describe_validation_error
@@ -29,13 +28,20 @@ from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS
 from cmp.config.recipe import (
     Choice, DataSection, MethodSpec, Parts, Recipe, RecipeModel, TrainSection, apply_override, known_keys,
 )
+from cmp.devices import missing_device
 from cmp.errors import PluginError, RecipeError
+from cmp.precision import resolve_precision
 from cmp.suggest import unknown_name
 
-CONFIG_FORMAT = 2
-"""Version of the resolved configuration's shape; part of every cell's key."""
+CONFIG_FORMAT = 3
+"""Version of the resolved configuration's shape and of what the key leaves out; part of
+every cell's key (3: `checkpoint_minutes`, and `epochs` under a step budget, left out)."""
 
-_UNHASHED_TRAIN_KEYS = ("log_every", "threads", "backend")
+LOCAL_EXECUTOR = "local"
+"""The default executor, the one that runs cells on the machine resolving the recipe."""
+
+_UNHASHED_TRAIN_KEYS = ("log_every", "threads", "backend", "checkpoint_minutes")
+"""How a run is logged, threaded, joined and checkpointed: not what it computes."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,11 @@ class Cell:
         }
 
     def key(self) -> str:
-        """A content hash of everything that changes the result (baselines do not)."""
+        """A content hash of everything that changes the result (baselines do not; nor does
+        `train.epochs` when `train.steps` decides the budget)."""
         config = self.config()
-        config["train"] = {k: v for k, v in config["train"].items() if k not in _UNHASHED_TRAIN_KEYS}
+        left_out = (*_UNHASHED_TRAIN_KEYS, "epochs") if self.train.steps is not None else _UNHASHED_TRAIN_KEYS
+        config["train"] = {k: v for k, v in config["train"].items() if k not in left_out}
         config["format"] = CONFIG_FORMAT
         for unhashed in ("recipe", "sweep", "baselines"):
             config.pop(unhashed)
@@ -164,7 +172,7 @@ def resolve_executor(recipe: Recipe, registry: Registry) -> ResolvedChoice:
     """The recipe's executor, looked up and its parameters validated."""
     choice = recipe.model.executor
     if choice.name is None:  # parameters only (`--jobs 2`): of the default executor
-        choice = Choice(name="local", params=choice.params)
+        choice = Choice(name=LOCAL_EXECUTOR, params=choice.params)
     return _resolve_choice(recipe, registry, "executors", choice, "executor.name",
                            {p: f"executor.params.{p}" for p in choice.params}, "executor.params")
 
@@ -190,8 +198,8 @@ def _resolve_cells(
 ) -> list[Cell]:
     model = recipe.model
     data = _resolve_data(recipe, registry)
-    train = model.train
-    _check_device(recipe, train.device)
+    _check_device(recipe, model.train.device)
+    train = _resolved_train(model.train)
     evaluators = {
         name: _resolve_choice(
             recipe, registry, "evaluators", Choice(name=name, params=params or {}),
@@ -233,11 +241,21 @@ def _resolve_data(recipe: Recipe, registry: Registry) -> DataSection:
     return data.model_copy(update={"params": params})
 
 
+def _resolved_train(train: TrainSection) -> TrainSection:
+    """The train section with `precision: auto` resolved for this machine's device, so the
+    cell's key, result and report hold what runs (a bf16 result is never reused as fp32's)."""
+    return train.model_copy(update={"precision": resolve_precision(train.precision, train.device)})
+
+
 def _check_device(recipe: Recipe, device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise recipe.source.error("train.device", f"'{device}' asked for, but CUDA is not available here")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise recipe.source.error("train.device", "'mps' asked for, but MPS is not available here")
+    """Refuse a device this machine lacks when the cells run here (the local executor),
+    before any work; under another executor (Ray) each cell checks where it runs
+    (`cmp.devices.require_device`), since the machine resolving the recipe may have none."""
+    if (recipe.model.executor.name or LOCAL_EXECUTOR) != LOCAL_EXECUTOR:
+        return
+    problem = missing_device(device)
+    if problem is not None:
+        raise recipe.source.error("train.device", problem)
 
 
 @dataclass

@@ -92,7 +92,11 @@ class TrainSection(_Strict):
     batch_size: PositiveInt = 256
     seed: Int = 0
     device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    """`auto`: the precision that trains fastest on the device, by what it supports
+    (`cmp.precision`: bf16 on a GPU with native bf16 or a CPU with AMX / AVX-512 BF16,
+    else fp32), decided on the machine that resolves the recipe (under `--executor ray`,
+    the driver). A cell records the resolved value, never `auto`."""
     channels_last: bool = False
     compile: bool = False
     log_every: PositiveInt = 10

@@ -19,20 +19,10 @@ from cmp.api.contracts import DataInfo
 from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS
 from cmp.config.cells import Cell, ResolvedChoice
+from cmp.devices import resolve_device as resolve_device  # where the engine's modules have imported it from
 from cmp.errors import CmpError, PluginError
 from cmp.nn import world_size
 from cmp.engine.learner import Learner, OnlineNetwork, param_groups, view_pairs
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when present, else MPS, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def build(registry: Registry, choice: ResolvedChoice, *context: Any) -> Any:

@@ -19,6 +19,7 @@ from cmp.api.results import RunInfo, RunResult
 from cmp.config.cells import Cell
 from cmp.config.recipe import DataSection
 from cmp.distributed import SINGLE, Processes, broadcast, process_device
+from cmp.devices import require_device
 from cmp.engine.build import resolve_device
 from cmp.engine.cell_run import train_and_evaluate
 from cmp.engine.data import Data, load_data
@@ -74,6 +75,7 @@ class Runner:
         fields: dict = {}
         crash: Exception | None = None
         try:
+            require_device(device_name or cell.train.device)  # here, where the cell runs (a Ray node, not the driver)
             resume = broadcast(self._resume_state(rundir) if main else None, self.processes)
             fields = train_and_evaluate(self, cell, run, resume)
             status, reason = "ok", None

@@ -307,6 +307,7 @@ class Trainer:
                 p.step_in_epoch, p.epoch_loss_sum = 0, 0.0
             loss_sum = torch.zeros((), device=self.device)
             started = time.perf_counter()
+            timed_from, timed_seconds = p.step_in_epoch, 0.0  # this fit's part of the epoch (a resumed one starts mid-way)
             stream = self._stream(p) if self.source is not None else None
             while p.step_in_epoch < self.steps_per_epoch and p.step < self.total_steps:
                 if stream is None:  # in memory: index the batch on the device
@@ -323,20 +324,25 @@ class Trainer:
                 if p.step % cfg.log_every == 0 or p.step_in_epoch == self.steps_per_epoch or p.step == self.total_steps:
                     self._log(loss, batch, p)
                 if self._checkpoint_due(last_save, p) and p.step_in_epoch < self.steps_per_epoch:
-                    p.train_seconds += time.perf_counter() - started
+                    elapsed = time.perf_counter() - started
+                    p.train_seconds += elapsed
+                    timed_seconds += elapsed
                     p.epoch_loss_sum += mean_across(loss_sum, self.processes).item()
                     loss_sum.zero_()
                     self.save(extra)
                     started = last_save = time.perf_counter()
             epoch_loss = (p.epoch_loss_sum + mean_across(loss_sum, self.processes).item()) / max(1, p.step_in_epoch)
-            p.train_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            p.train_seconds += elapsed
+            timed_seconds += elapsed
             self._check(epoch_loss, f"in epoch {p.epoch + 1}")
             p.loss_per_epoch.append(epoch_loss)
             p.epoch += 1
             p.perm = None
             self.hooks.cmp_epoch_end(
                 run=self.run, epoch=p.epoch,
-                metrics={"loss": epoch_loss, "images_per_s": p.step_in_epoch * bsz / max(1e-9, time.perf_counter() - started)},
+                # the steps trained between `started`s over their time, checkpoint writing left out
+                metrics={"loss": epoch_loss, "images_per_s": (p.step_in_epoch - timed_from) * bsz / max(1e-9, timed_seconds)},
             )
             if self.evaluate is not None and cfg.eval_every and p.epoch % cfg.eval_every == 0 and p.epoch < cfg.epochs:
                 results = self.evaluate(p.epoch)

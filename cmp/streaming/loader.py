@@ -29,7 +29,7 @@ choose the crop box, and the batch is decoded on that device in the main process
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -237,6 +237,7 @@ class StreamingSource:
             persistent_workers=num_workers > 0, prefetch_factor=prefetch_factor if num_workers > 0 else None,
         )
         self._loader: DataLoader[Batch] | None = None
+        self._pass: Generator[Batch, None, None] | None = None
 
     def __len__(self) -> int:
         """The samples an epoch's permutation orders (the whole split, every process)."""
@@ -263,20 +264,23 @@ class StreamingSource:
         ]
         if self._loader is None:
             self._loader = DataLoader(self._decoder, batch_size=None, sampler=self._keys, collate_fn=_as_is, **self._loader_options)  # type: ignore[arg-type]
-        return self._checked(iter(self._loader), epoch)
+        self._end_pass()
+        self._pass = _checked(iter(self._loader), self._decoder, self._tally, self.decode_device, epoch)
+        return self._pass
 
-    def _checked(self, batches: Iterator[Batch], epoch: int) -> Iterator[Batch]:
-        for batch in batches:
-            if self.decode_device is not None:
-                batch = self._decoder.complete(batch, epoch, self.decode_device)
-            self._tally.check(batch)
-            yield batch
+    def _end_pass(self) -> None:
+        if self._pass is not None:
+            self._pass.close()  # lets go of the loader's iterator, even if its holder keeps the generator
+            self._pass = None
 
     def close(self) -> None:
-        """Stop the worker processes (they also stop when the source is garbage-collected)."""
-        iterator = getattr(self._loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
+        """Stop the worker processes (they also stop when the source is garbage-collected).
+
+        PyTorch shuts a loader's workers down when its iterator is garbage-collected (its
+        documented behaviour; the persistent iterator lives in the loader): the pass handed
+        out is closed, the loader dropped, and with the last reference the workers go.
+        """
+        self._end_pass()
         self._loader = None
 
     def __enter__(self) -> StreamingSource:
@@ -284,6 +288,19 @@ class StreamingSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _checked(
+    batches: Iterator[Batch], decoder: _Decoder, tally: _Tally, device: torch.device | None, epoch: int,
+) -> Generator[Batch, None, None]:
+    """A pass's batches, decoded on `device` where asked, each checked for corrupt images.
+    A function, not a method: the source holds the pass, and the pass does not hold the
+    source, so dropping a source frees its workers without waiting for a garbage collection."""
+    for batch in batches:
+        if device is not None:
+            batch = decoder.complete(batch, epoch, device)
+        tally.check(batch)
+        yield batch
 
 
 def stream_eval(
