@@ -1,6 +1,6 @@
 """Baselines under the same evaluation protocol as every method.
 
-A baseline is a component of the `baselines` slot (`cmp.api.contracts.Baseline`); the
+A baseline is a component of the `baselines` slot (`cmp.api.contexts.Baseline`); the
 built-ins are raw pixels, a randomly initialised encoder and a supervised encoder
 (`plugins/baselines.py`). Each is computed once per distinct `depends_on` and cached as
 `<out>/baselines/<name>-<key>.json`, so every recipe on the same data reuses it.
@@ -14,16 +14,17 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from cmp.api.contracts import Baseline, DataInfo, StreamedData
+from cmp.api.contexts import Baseline
+from cmp.api.contracts import DataInfo, StreamedData
 from cmp.api.results import BaselineResult, RunInfo
 from cmp.config.cells import Cell, ResolvedChoice
 from cmp.engine.build import BuildContext, build, build_parts, resolve_device
-from cmp.engine.cell_run import evaluation_splits, streaming_source
+from cmp.engine.cell_run import evaluation_splits, progress_reporter, streaming_source
 from cmp.engine.data import Data
 from cmp.engine.runner import Runner
 from cmp.engine.rundir import write_json
@@ -41,7 +42,8 @@ class BaselineSpec:
 
 
 class BaselineContext:
-    """What a baseline component sees: the cell it follows, its data, and helpers.
+    """What a baseline component sees (`cmp.api.BaselineContext`): the cell it follows,
+    its data, and helpers.
 
     `config` is the cell's resolved configuration (plain data). `build_part(key)` builds
     one of the cell's parts (`encoder`, `augmentation`); `train(objective, ...)` trains a
@@ -188,7 +190,7 @@ def compute_baseline(runner: Runner, spec: BaselineSpec, device_name: str | None
         return BaselineResult(baseline=spec.choice.name, label=label, key=key, status="failed", reason=reason)
 
 
-def _reference(component: Baseline) -> str:
+def _reference(component: Baseline) -> Literal["floor", "ceiling"]:
     """The component's `reference` ("floor" unless it says "ceiling")."""
     return "ceiling" if getattr(component, "reference", "floor") == "ceiling" else "floor"
 
@@ -204,8 +206,8 @@ def _compute(runner: Runner, context: BaselineContext, component: Baseline, key:
     metrics = evaluate_representation(
         representation, context.augmentation.preprocess, context.splits,
         {name: build(runner.registry, choice) for name, choice in context.cell.evaluators.items()},
-        progress=lambda task: lambda done, total: runner.hooks.cmp_progress(run=run, task=task, done=done, total=total),
-        channels_last=context.cell.train.channels_last, augmentation=context.augmentation,
+        progress=progress_reporter(runner.hooks, run), channels_last=context.cell.train.channels_last,
+        augmentation=context.augmentation,
     )
     result = BaselineResult(
         baseline=context.name, label=label, key=key, seed=context.cell.train.seed, reference=_reference(component),

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from cmp.api.contracts import StreamedData
+from cmp.api.registry import Registry
 from cmp.api.results import MetricInfo, RunInfo, TrainStats
 from cmp.config.cells import Cell
+from cmp.config.recipe import DataSection
 from cmp.distributed import SINGLE, Processes
 from cmp.engine.build import build, build_model
 from cmp.engine.data import Data, train_count
@@ -27,13 +31,29 @@ from cmp.engine.environment import peak_memory_mb, reset_peak_memory
 from cmp.engine.rundir import CHECKPOINT
 from cmp.engine.trainer import BatchSource, TrainConfig, Trainer
 from cmp.errors import CmpError
-from cmp.evaluation.features import LabelledSplits, Splits, StreamedSplits, evaluate_representation, split_sizes
-
-if TYPE_CHECKING:
-    from cmp.engine.runner import Runner
+from cmp.evaluation.features import LabelledSplits, Progress, Splits, StreamedSplits, evaluate_representation, split_sizes
 
 
-def train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CellServices:
+    """What one cell's work needs from around it (the runner makes one).
+
+    registry:  the components, by slot and name
+    hooks:     the plugins' hook relay (`pluggy.HookRelay`), or one that does nothing on
+               a process other than the main one
+    processes: the processes training this cell together
+    echo:      where messages for the user go
+    data_for:  a `data` section's data set, loaded once per process
+    """
+
+    registry: Registry
+    hooks: Any
+    processes: Processes
+    echo: Callable[[str], None]
+    data_for: Callable[[DataSection], Data]
+
+
+def train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
     """Train `cell` (from `resume` when given) and evaluate it; raises on failure.
 
     `train.threads` holds for this cell only: the process's thread count is restored
@@ -43,14 +63,14 @@ def train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[st
     if cell.train.threads:
         torch.set_num_threads(cell.train.threads)
     try:
-        return _train_and_evaluate(runner, cell, run, resume)
+        return _train_and_evaluate(services, cell, run, resume)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
+def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
     train = cell.train
-    data = runner.data_for(cell.data)
+    data = services.data_for(cell.data)
     device = run.device
     count = train_count(data)
     if train.batch_size > count:
@@ -60,11 +80,11 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         )
     info = data.info()
     steps_per_epoch = count // train.batch_size
-    model = build_model(cell, runner.registry, info, steps_per_epoch, device)
-    evaluators = {name: build(runner.registry, choice) for name, choice in cell.evaluators.items()}
-    components = {name: runner.registry.get("evaluators", choice.name) for name, choice in cell.evaluators.items()}
+    model = build_model(cell, services.registry, info, steps_per_epoch, device)
+    evaluators = {name: build(services.registry, choice) for name, choice in cell.evaluators.items()}
+    components = {name: services.registry.get("evaluators", choice.name) for name, choice in cell.evaluators.items()}
     during_training = {name: e for name, e in evaluators.items() if components[name].meta.get("during_training", False)}
-    processes = runner.processes
+    processes = services.processes
     images = training_input(data, train.batch_size, train.seed, device, processes)
     all_splits = evaluation_splits(data, device)
     training_splits = fixed_subset(all_splits, train.eval_subset)
@@ -84,11 +104,11 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         splits = all_splits if final else training_splits
         results = evaluate_representation(
             model.learner.encoder, model.augmentation.preprocess, splits, chosen,
-            progress=lambda task: lambda done, total: runner.hooks.cmp_progress(run=run, task=task, done=done, total=total),
+            progress=progress_reporter(services.hooks, run),
             channels_last=train.channels_last, processes=processes, augmentation=model.augmentation,
         )
         if final or epoch < epochs:  # the curve's extra last point is not a new evaluation
-            runner.hooks.cmp_evaluation_done(run=run, epoch=epoch, results=results)
+            services.hooks.cmp_evaluation_done(run=run, epoch=epoch, results=results)
         eval_seconds += time.perf_counter() - started
         return results
 
@@ -100,15 +120,15 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
             checkpoint_seconds=train.checkpoint_minutes * 60.0, collapse_std=train.collapse_std,
             micro_batch=train.micro_batch, max_steps=total_steps,
         ),
-        run, runner.hooks, evaluate, run.dir / CHECKPOINT, processes, augment_generator, device,
+        run, services.hooks, evaluate, run.dir / CHECKPOINT, processes, augment_generator, device,
     )
     resumed_from = None
     if resume is not None:
         trainer.load_state_dict(resume)
         resumed_from = trainer.position.step
-        runner.echo(f"cmp: {cell.name}: resuming from step {resumed_from} ({run.dir / CHECKPOINT})")
+        services.echo(f"cmp: {cell.name}: resuming from step {resumed_from} ({run.dir / CHECKPOINT})")
     reset_peak_memory(device)
-    runner.hooks.cmp_run_start(run=run)
+    services.hooks.cmp_run_start(run=run)
     try:
         summary = trainer.fit({"key": cell.key()})
     finally:
@@ -121,7 +141,7 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         history[-1] = {"epoch": epochs, **evaluate(epochs)}
     return {
         "metrics": final,
-        "metric_info": metric_info(runner, cell, final),
+        "metric_info": metric_info(services.registry, cell, final),
         "train": TrainStats(
             epochs=epochs, steps=summary.steps, batch_size=train.batch_size,
             train_time_s=summary.train_seconds, images_per_s=summary.images_per_second,
@@ -135,6 +155,18 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         "train_images": count,
         "test_images": split_sizes(all_splits)[1],
     }
+
+
+def progress_reporter(hooks: Any, run: RunInfo) -> Callable[[str], Progress]:
+    """task -> a `Progress` callback telling the `cmp_progress` hook of `run` how far that task is."""
+
+    def for_task(task: str) -> Progress:
+        def report(done: int, total: int) -> None:
+            hooks.cmp_progress(run=run, task=task, done=done, total=total)
+
+        return report
+
+    return for_task
 
 
 def training_input(data: Data, batch_size: int, seed: int, device: torch.device,
@@ -207,11 +239,11 @@ EVAL_SUBSET_SEED = 2024
 """Seed of the fixed subset evaluated during training (independent of the cell's seed)."""
 
 
-def metric_info(runner: Runner, cell: Cell, metrics: dict[str, float]) -> dict[str, MetricInfo]:
+def metric_info(registry: Registry, cell: Cell, metrics: dict[str, float]) -> dict[str, MetricInfo]:
     """How each metric is shown, from what its evaluator declared at registration."""
     info: dict[str, MetricInfo] = {}
     for name, choice in cell.evaluators.items():
-        declared = runner.registry.get("evaluators", choice.name).meta.get("metrics", {})
+        declared = registry.get("evaluators", choice.name).meta.get("metrics", {})
         for metric, described in declared.items():
             info[f"{name}_{metric}"] = described if isinstance(described, MetricInfo) else MetricInfo(str(described))
     for metric in metrics:
