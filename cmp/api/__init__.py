@@ -15,6 +15,7 @@ building blocks (EMA, ring buffer, gather) are in `cmp.nn`, the streaming reader
 from __future__ import annotations
 
 from cmp import hookimpl
+from cmp.api.capabilities import Capabilities
 from cmp.api.contexts import (
     Baseline,
     BaselineContext,
@@ -28,6 +29,7 @@ from cmp.api.contexts import (
 )
 from cmp.api.contracts import (
     Augmentation,
+    ChoiceSpec,
     DataInfo,
     EncodedImages,
     Encoder,
@@ -41,7 +43,9 @@ from cmp.api.contracts import (
     Negatives,
     Objective,
     PairBatch,
+    PartValue,
     StepOutput,
+    StepValue,
     StreamedData,
     TargetBranch,
 )
@@ -65,12 +69,12 @@ from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS
 from cmp.errors import CheckpointError, CmpError, CmpWarning, DataError, PluginError, RecipeError, RunFailed
 
 __all__ = [
-    "PARTS", "SLOTS", "STEP_OPTIONS", "Augmentation", "Baseline", "BaselineContext", "BaselineResult", "CellSpec",
-    "CellTask", "CheckpointError", "CmpError", "CmpWarning", "Component", "DataError", "DataInfo", "EncodedImages",
+    "PARTS", "SLOTS", "STEP_OPTIONS", "Augmentation", "Baseline", "BaselineContext", "BaselineResult", "Capabilities",
+    "CellSpec", "CellTask", "CheckpointError", "ChoiceSpec", "CmpError", "CmpWarning", "Component", "DataError", "DataInfo", "EncodedImages",
     "Encoder", "EvaluationSplits", "Evaluator", "ExecutionContext", "Executor", "Features", "Figure", "Fraction",
     "FractionRange", "Head", "ImageData", "Loss", "MethodPreset", "MetricInfo", "NegativeSource", "Negatives",
-    "NonNegative", "NonNegativeInt", "Objective", "PairBatch", "ParamError", "PartChoice", "PluginError", "Plugins",
+    "NonNegative", "NonNegativeInt", "Objective", "PairBatch", "ParamError", "PartChoice", "PartValue", "PluginError", "Plugins",
     "Positive", "PositiveInt", "PositiveRange", "Probability", "Provider", "RecipeError", "Register", "Registry",
-    "RunFailed", "RunInfo", "RunResult", "Section", "StepOutput", "StreamedData", "Table", "TargetBranch",
+    "RunFailed", "RunInfo", "RunResult", "Section", "StepOutput", "StepValue", "StreamedData", "Table", "TargetBranch",
     "TrainSettings", "hookimpl", "load_plugins",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Union
 
 import numpy as np
 import torch
@@ -300,16 +300,34 @@ class Evaluator(Protocol):
     def __call__(self, train: Features, test: Features) -> dict[str, float]: ...
 
 
+class ChoiceSpec(TypedDict, total=False):
+    """A component chosen as a recipe writes it: `{"name": "mlp", "params": {"out_dim": 128}}`."""
+
+    name: str
+    params: Mapping[str, Any]
+
+
+PartValue = Union[str, ChoiceSpec, None]
+"""What a preset gives a part: a component's name, a `ChoiceSpec`, or None (an optional part left out)."""
+
+StepValue = Union[str, bool, Sequence[Sequence[int]]]
+"""What a preset gives a step option: `pairs` a pairing's name or [anchor view, positive
+view] pairs, `joint_forward` a flag."""
+
+
 @dataclass(frozen=True)
 class MethodPreset:
     """A method as named slot choices, written as a recipe writes them.
 
-    `parts` keys are those of a recipe's `methods.<name>` (encoder, projection_head,
-    predictor, target, negative_source, loss, optimizer, schedule, augmentation, pairs,
-    joint_forward). A recipe's `defaults` and the method's own keys override them.
+    `parts` keys are those of a recipe's `methods.<name>`: the parts of
+    `cmp.api.slots.PARTS` (encoder, projection_head, predictor, target, negative_source,
+    loss, optimizer, schedule, augmentation), each a `PartValue`, and the step options of
+    `STEP_OPTIONS` (pairs, joint_forward), each a `StepValue`. The keys are checked when
+    the preset registers, the values with the recipe. A recipe's `defaults` and the
+    method's own keys override them.
     """
 
-    parts: Mapping[str, object]
+    parts: Mapping[str, PartValue | StepValue]
     description: str = ""
 
 

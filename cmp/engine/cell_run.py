@@ -83,7 +83,7 @@ def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume
     model = build_model(cell, services.registry, info, steps_per_epoch, device)
     evaluators = {name: build(services.registry, choice) for name, choice in cell.evaluators.items()}
     components = {name: services.registry.get("evaluators", choice.name) for name, choice in cell.evaluators.items()}
-    during_training = {name: e for name, e in evaluators.items() if components[name].meta.get("during_training", False)}
+    during_training = {name: e for name, e in evaluators.items() if components[name].capabilities.during_training}
     processes = services.processes
     images = training_input(data, train.batch_size, train.seed, device, processes)
     all_splits = evaluation_splits(data, device)
@@ -243,9 +243,8 @@ def metric_info(registry: Registry, cell: Cell, metrics: dict[str, float]) -> di
     """How each metric is shown, from what its evaluator declared at registration."""
     info: dict[str, MetricInfo] = {}
     for name, choice in cell.evaluators.items():
-        declared = registry.get("evaluators", choice.name).meta.get("metrics", {})
-        for metric, described in declared.items():
-            info[f"{name}_{metric}"] = described if isinstance(described, MetricInfo) else MetricInfo(str(described))
+        for metric, described in registry.get("evaluators", choice.name).capabilities.metrics.items():
+            info[f"{name}_{metric}"] = described
     for metric in metrics:
         info.setdefault(metric, MetricInfo(metric))
     return info
