@@ -4,14 +4,14 @@ Read top to bottom: take the data set, check the batch fits it, build every part
 the slot table, resume from a checkpoint if there is one, train through the `Trainer`,
 evaluate the encoder with every evaluator, and return what was measured.
 
-A data set in memory goes to the device whole; a streamed one (`StreamedData`) becomes a
-`cmp.streaming.StreamingSource` for training (this process's rows of each batch, decoded
-in worker processes) and `StreamedSplits` for evaluation (decoded batch by batch).
+The data set is a `cmp.engine.data.DataSet`: in memory it goes to the device whole; a
+streamed one becomes a `cmp.streaming.StreamingSource` for training (this process's rows
+of each batch, decoded in worker processes) and `StreamedSplits` for evaluation (decoded
+batch by batch). This module does not ask which.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,19 +19,19 @@ from typing import Any
 
 import torch
 
-from cmp.api.contracts import StreamedData
 from cmp.api.registry import Registry
 from cmp.api.results import MetricInfo, RunInfo, TrainStats
 from cmp.config.cells import Cell
 from cmp.config.recipe import DataSection
-from cmp.distributed import SINGLE, Processes
+from cmp.distributed import Processes
 from cmp.engine.build import build, build_model
-from cmp.engine.data import Data, train_count
+from cmp.engine.data import Data, dataset
 from cmp.engine.environment import peak_memory_mb, reset_peak_memory
 from cmp.engine.rundir import CHECKPOINT
-from cmp.engine.trainer import BatchSource, TrainConfig, Trainer
+from cmp.engine.trainer import TrainConfig, Trainer
 from cmp.errors import CmpError
-from cmp.evaluation.features import LabelledSplits, Progress, Splits, StreamedSplits, evaluate_representation, split_sizes
+from cmp.evaluation.features import Progress, evaluate_representation
+from cmp.evaluation.splits import Splits, seeded_rows
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,9 @@ def train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume:
 
 def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
     train = cell.train
-    data = services.data_for(cell.data)
+    data = dataset(services.data_for(cell.data))
     device = run.device
-    count = train_count(data)
+    count = data.train_count()
     if train.batch_size > count:
         raise CmpError(
             f"batch size {train.batch_size} is larger than the {count} training images",
@@ -85,8 +85,8 @@ def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume
     components = {name: services.registry.get("evaluators", choice.name) for name, choice in cell.evaluators.items()}
     during_training = {name: e for name, e in evaluators.items() if components[name].capabilities.during_training}
     processes = services.processes
-    images = training_input(data, train.batch_size, train.seed, device, processes)
-    all_splits = evaluation_splits(data, device)
+    images = data.training_input(train.batch_size, train.seed, device, processes)
+    all_splits = data.evaluation_splits(device)
     training_splits = fixed_subset(all_splits, train.eval_subset)
     generator = torch.Generator(device=device).manual_seed(train.seed)
     augment_generator = None
@@ -153,7 +153,7 @@ def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume
         "eval_time_s": eval_seconds,
         "peak_memory_mb": peak_memory_mb(device),
         "train_images": count,
-        "test_images": split_sizes(all_splits)[1],
+        "test_images": all_splits.sizes()[1],
     }
 
 
@@ -169,70 +169,13 @@ def progress_reporter(hooks: Any, run: RunInfo) -> Callable[[str], Progress]:
     return for_task
 
 
-def training_input(data: Data, batch_size: int, seed: int, device: torch.device,
-                   processes: Processes = SINGLE) -> torch.Tensor | BatchSource:
-    """What the trainer draws batches from: the training images (and unlabelled ones) on the
-    device, or for a streamed set a source of this process's rows, cropped in workers with
-    generators seeded by (`seed`, epoch, image)."""
-    if isinstance(data, StreamedData):
-        return streaming_source(data, data.train, batch_size, seed, device, processes)
-    images = data.train_images if data.unlabeled_images is None else torch.cat([data.train_images, data.unlabeled_images])
-    return images.to(device)
-
-
-def streaming_source(data: StreamedData, images: Any, batch_size: int, seed: int, device: torch.device,
-                     processes: Processes = SINGLE) -> BatchSource:
-    """A `StreamingSource` of `images` with the data set's crop, workers and corrupt-image limit."""
-    from cmp.streaming import CropSpec, StreamingSource
-
-    return StreamingSource(
-        images, batch_size=batch_size, size=data.size, channels=data.channels,
-        crop=CropSpec(data.crop_scale, data.crop_ratio), seed=seed, rank=processes.rank,
-        world_size=processes.world_size, num_workers=data.num_workers, pin_memory=device.type == "cuda",
-        max_corrupt=data.max_corrupt, decode_device=device if data.decode_on == "device" else None,
-    )
-
-
-def evaluation_splits(data: Data, device: torch.device) -> Splits:
-    """The labelled splits evaluation reads: on the device, or streamed from disk."""
-    if isinstance(data, StreamedData):
-        return StreamedSplits(
-            data.train, data.test, len(data.classes), data.channels, data.size, device, fraction=data.eval_fraction,
-            num_workers=data.num_workers, max_corrupt=data.max_corrupt, decode_on=data.decode_on,
-        )
-    return LabelledSplits(
-        data.train_images.to(device), data.train_labels.to(device),
-        data.test_images.to(device), data.test_labels.to(device), len(data.classes),
-    )
-
-
 def fixed_subset(splits: Splits, count: int | None) -> Splits:
     """At most `count` images of each split, the same ones at every evaluation and in every
     cell (a seeded choice), for the cheap evaluations during training."""
-    n_train, n_test = split_sizes(splits)
+    n_train, n_test = splits.sizes()
     if count is None or count >= max(n_train, n_test):
         return splits
-
-    def pick(n: int, offset: int) -> torch.Tensor | None:
-        if count >= n:
-            return None
-        chosen = torch.randperm(n, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED + offset))[:count]
-        return chosen.sort().values
-
-    train, test = pick(n_train, 0), pick(n_test, 1)
-    if isinstance(splits, StreamedSplits):
-        from cmp.streaming import Subset
-
-        return dataclasses.replace(
-            splits,
-            train=splits.train if train is None else Subset(splits.train, train.numpy()),
-            test=splits.test if test is None else Subset(splits.test, test.numpy()),
-        )
-    device = splits.train_images.device
-    rows_train = slice(None) if train is None else train.to(device)
-    rows_test = slice(None) if test is None else test.to(device)
-    return LabelledSplits(splits.train_images[rows_train], splits.train_labels[rows_train],
-                          splits.test_images[rows_test], splits.test_labels[rows_test], splits.num_classes)
+    return splits.subset(seeded_rows(n_train, count, EVAL_SUBSET_SEED), seeded_rows(n_test, count, EVAL_SUBSET_SEED + 1))
 
 
 EVAL_SUBSET_SEED = 2024
