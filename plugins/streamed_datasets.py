@@ -30,7 +30,7 @@ from cmp import hookimpl
 from cmp.api.contracts import IMAGENET_MEAN, IMAGENET_STD, StreamedData
 from cmp.api.hookspecs import Register
 from cmp.api.params import Fraction, FractionRange, NonNegativeInt, PositiveInt, PositiveRange, Probability
-from cmp.errors import DataError
+from cmp.api import DataError
 
 if TYPE_CHECKING:
     from cmp.streaming import EncodedImages

@@ -234,10 +234,10 @@ def _resolve_data(recipe: Recipe, registry: Registry) -> DataSection:
     data = recipe.model.data
     component = registry.get("datasets", data.dataset, where=recipe.source.where("data.dataset"))
     if data.root is not None and not Path(data.root).expanduser().is_dir():
-        advice = component.meta.get("root_hint")  # the plugin's: root -> what the folder should hold
-        hint = advice(data.root) if callable(advice) else ""
+        advice = component.capabilities.root_hint  # the plugin's: root -> what the folder should hold
+        hint = advice(data.root) if advice is not None else ""
         raise recipe.source.error("data.root", f"directory '{data.root}' does not exist{hint}")
-    params = _validate(recipe, component.schema, data.params, {}, "data.params", component.meta.get("check_params"))
+    params = _validate(recipe, component.schema, data.params, {}, "data.params", component.capabilities.check_params)
     return data.model_copy(update={"params": params})
 
 
@@ -339,7 +339,7 @@ def _resolve_choice(
 ) -> ResolvedChoice:
     component = registry.get(slot, choice.name, where=_where(recipe, name_path))
     params = _validate(recipe, component.schema, choice.params, param_paths, default_prefix,
-                       component.meta.get("check_params"))
+                       component.capabilities.check_params)
     return ResolvedChoice(slot, choice.name, params, name_path, dict(param_paths))
 
 
@@ -365,8 +365,8 @@ def _validate(
 def _check_compatible(recipe: Recipe, registry: Registry, parts: dict[str, ResolvedChoice | None]) -> None:
     loss, negatives = parts["loss"], parts["negative_source"]
     assert loss is not None and negatives is not None
-    needs = registry.get("losses", loss.name).meta.get("needs_negatives", False)
-    gives = registry.get("negative_sources", negatives.name).meta.get("provides_negatives", True)
+    needs = registry.get("losses", loss.name).capabilities.needs_negatives
+    gives = registry.get("negative_sources", negatives.name).capabilities.provides_negatives
     if needs and not gives:
         raise _error(
             recipe, negatives.where,

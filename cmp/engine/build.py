@@ -1,7 +1,7 @@
 """Building a cell's components from the slot table.
 
 Each part of `cmp.api.slots.PARTS` is built in table order; its factory is told the
-`BuildContext` attributes the part names (`told`), then the recipe's validated
+`BuildContext` attributes the part maps its arguments to (`told`), then the recipe's validated
 parameters. The context derives what later parts need from the parts built so far
 (the encoder's feature size, the online network, the embedding size...).
 """
@@ -94,7 +94,7 @@ def build_parts(cell: Cell, registry: Registry, context: BuildContext, keys: Ite
             continue
         choice = cell.parts[key]
         context.built[key] = (
-            None if choice is None else build(registry, choice, *(getattr(context, name) for name in part.told))
+            None if choice is None else build(registry, choice, *(getattr(context, name) for name in part.told.values()))
         )
 
 

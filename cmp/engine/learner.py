@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cmp.api.contracts import Encoder, Head, Negatives, NegativeSource, PairBatch, TargetBranch
+from cmp.api.contracts import Encoder, Head, Negatives, NegativeSource, PairBatch, StepOutput, TargetBranch
 
 PAIRINGS: dict[str, list[tuple[int, int]]] = {
     "symmetric": [(0, 1), (1, 0)],
@@ -66,14 +66,6 @@ class Embeddings:
 
     z: dict[int, Tensor]
     p: dict[int, Tensor]
-
-
-@dataclass
-class StepOutput:
-    """The loss of one step and the embeddings it came from (None: not contrastive)."""
-
-    loss: Tensor
-    batch: PairBatch | None
 
 
 class Learner(nn.Module):
