@@ -109,5 +109,5 @@ def vicreg(
 
 @hookimpl
 def cmp_register_losses(register: Register) -> None:
-    register("barlow_twins", barlow_twins)
-    register("vicreg", vicreg)
+    register("barlow_twins", barlow_twins, one_pair=True, min_batch=2)
+    register("vicreg", vicreg, one_pair=True, min_batch=2)
