@@ -85,9 +85,9 @@ def dclw(
     Defaults t = 0.1 and sigma = 0.5 as in raminnakhli/Decoupled-Contrastive-Learning and
     lightly's `DCLWLoss` (sigma = 0.5 is also the paper's). `weight_gradient`: False
     (default) treats the weights as constants, as lightly does (its weights come from
-    detached embeddings) and as the paper's reading of w as a reweighting of the positive
-    pair's gradient suggests; True differentiates through them too, as
-    raminnakhli/Decoupled-Contrastive-Learning's code does.
+    detached embeddings); True differentiates through them too, as
+    raminnakhli/Decoupled-Contrastive-Learning's code does. The paper's equation does not
+    say which.
     """
     pos, neg, valid = similarities(anchors, positives, negatives)
     weight = von_mises_fisher_weights(pos, sigma, differentiable=weight_gradient)
@@ -103,8 +103,8 @@ def moco_v3_infonce(
     cosines to the N momentum keys of the *other* view, the positive k_i and N - 1
     negatives. That is `nt_xent` times 2t with the negative source
     `in_batch` (`keys: positive_view`), which gives each anchor the keys of its
-    positive's view only (not SimCLR's 2N - 2); the 2t keeps the gradient's scale
-    independent of t. With `pairs: symmetric` cmp averages the loss over the two pairs,
+    positive's view only (not SimCLR's 2N - 2); the factor 2t offsets the 1/t that the
+    logits put on the gradient. With `pairs: symmetric` cmp averages the loss over the two pairs,
     so this is (ctr(q1, k2) + ctr(q2, k1)) / 2: Algorithm 1's loss halved, as cmp's
     BYOL loss is the paper's halved too.
 

@@ -301,7 +301,7 @@ def test_a_swept_key_that_does_not_fit_is_named_with_the_keys_beside_it(  # type
     ("{'name': 'nt_xent', 'parms': {}}", "plugin 'bad_preset': method preset 'barlow': loss.parms: unknown key 'parms' "
      "(did you mean 'params'?); known: name, params"),
     ("{'name': 'nt_xnet'}", "preset 'barlow'.loss.name: unknown loss 'nt_xnet' (did you mean 'nt_xent'?); "
-     "choices: cosine_regression, margin_triplet, nt_logistic, nt_xent"),
+     "choices: barlow_twins, cosine_regression, dcl, dclw, margin_triplet, moco_v3_infonce, negative_cosine, nt_logistic, nt_xent, vicreg"),
 ])
 def test_a_preset_with_parts_that_do_not_fit_names_the_preset_and_the_key(  # type: ignore[no-untyped-def]
     write_recipe, plugins_with, loss: str, message: str,
