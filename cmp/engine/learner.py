@@ -195,14 +195,14 @@ def param_groups(module: nn.Module) -> list[dict[str, Any]]:
         options = getattr(sub, "param_group_options", None)
         if options:
             options_of.update({id(p): dict(options) for p in sub.parameters()})
-    grouped: dict[tuple[str, bool], dict[str, Any]] = {("{}", False): {"params": []}}
+    groups: dict[tuple[str, bool], dict[str, Any]] = {("[]", False): {"params": []}}
     for param in module.parameters():
         if not param.requires_grad:
             continue
         options = options_of.get(id(param), {})
         excluded = param.ndim <= 1
         key = (repr(sorted(options.items())), excluded)
-        if key not in grouped:
-            grouped[key] = {"params": [], **options, **({"exclude_from_decay": True} if excluded else {})}
-        grouped[key]["params"].append(param)
-    return [g for i, g in enumerate(grouped.values()) if i == 0 or g["params"]]
+        if key not in groups:
+            groups[key] = {"params": [], **options, **({"exclude_from_decay": True} if excluded else {})}
+        groups[key]["params"].append(param)
+    return [g for i, g in enumerate(groups.values()) if i == 0 or g["params"]]
