@@ -6,6 +6,7 @@ bare side is the loop one would write by hand for the method. Rounds alternate b
 the two so that drifts of the machine hit both; the ratio is of the median step times.
 
     python -m benchmarks.step_overhead --recipe recipes/simclr.yaml --method simclr
+    python -m benchmarks.step_overhead --recipe recipes/vicreg.yaml --method vicreg
 """
 
 from __future__ import annotations
@@ -138,7 +139,74 @@ def bare_byol(model: Model, cell: Cell, generator: torch.Generator, autocast: An
     return step
 
 
-BARE_LOOPS: dict[str, Callable[..., BareStep]] = {"simclr": bare_simclr, "moco": bare_moco, "byol": bare_byol}
+def bare_simsiam(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
+    """SimSiam as the paper's Algorithm 1: predictor, stop-gradient, symmetrised negative cosine."""
+    online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
+    predictor = model.learner.predictor
+    assert predictor is not None, "SimSiam needs a predictor"
+
+    def D(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # noqa: N802 - the paper's name
+        return -F.cosine_similarity(p.float(), z.detach().float(), dim=1).mean()
+
+    def step(x: torch.Tensor) -> None:
+        with autocast():
+            v1, v2 = _views(aug, x, generator, cell)
+            z1, z2 = online(v1), online(v2)
+            p1, p2 = predictor(z1), predictor(z2)
+            loss = D(p1, z2) / 2 + D(p2, z1) / 2
+        _optimise(loss, opt, sched)
+
+    return step
+
+
+def _off_diagonal_squares(c: torch.Tensor) -> torch.Tensor:
+    return c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+
+
+def bare_barlow_twins(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
+    """Barlow Twins as its official code: columns batch-normalised, cross-correlation to identity."""
+    online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
+    lambd = cell.parts["loss"].params.get("off_diagonal_weight", 5e-3)
+
+    def step(x: torch.Tensor) -> None:
+        with autocast():
+            v1, v2 = _views(aug, x, generator, cell)
+            z1, z2 = online(v1).float(), online(v2).float()
+            n1 = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + 1e-5)
+            n2 = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + 1e-5)
+            c = n1.T @ n2 / z1.shape[0]
+            loss = (torch.diagonal(c) - 1).pow(2).sum() + lambd * _off_diagonal_squares(c)
+        _optimise(loss, opt, sched)
+
+    return step
+
+
+def bare_vicreg(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
+    """VICReg as its official code's forward: invariance, halved variance hinge, covariance."""
+    online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
+    weights = cell.parts["loss"].params
+    lam, mu, nu = (weights.get(k, 25.0 if k != "covariance_weight" else 1.0)
+                   for k in ("invariance_weight", "variance_weight", "covariance_weight"))
+
+    def step(x: torch.Tensor) -> None:
+        with autocast():
+            v1, v2 = _views(aug, x, generator, cell)
+            a, b = online(v1).float(), online(v2).float()
+            invariance = F.mse_loss(a, b)
+            a, b = a - a.mean(0), b - b.mean(0)
+            variance = (F.relu(1 - torch.sqrt(a.var(0) + 1e-4)).mean() + F.relu(1 - torch.sqrt(b.var(0) + 1e-4)).mean()) / 2
+            n, d = a.shape
+            covariance = (_off_diagonal_squares(a.T @ a / (n - 1)) + _off_diagonal_squares(b.T @ b / (n - 1))) / d
+            loss = lam * invariance + mu * variance + nu * covariance
+        _optimise(loss, opt, sched)
+
+    return step
+
+
+BARE_LOOPS: dict[str, Callable[..., BareStep]] = {
+    "simclr": bare_simclr, "moco": bare_moco, "byol": bare_byol,
+    "simsiam": bare_simsiam, "barlow_twins": bare_barlow_twins, "vicreg": bare_vicreg,
+}
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
-"""Small building blocks for plugin authors: EMA, freezing, a ring buffer, shuffled BatchNorm, gathering.
+"""Small building blocks for plugin authors: EMA, freezing, a ring buffer, shuffled BatchNorm, gathering,
+global-batch statistics.
 
 Each block is something several contrastive methods need and that is easy to get subtly
 wrong: a momentum update that misses a parameter, a queue that drops keys when a batch
 runs past the end of its buffer, a memory whose pointer is lost on resume, a shuffle that
-is not undone, gathered negatives whose gradient is off by the number of processes.
+is not undone, gathered negatives whose gradient is off by the number of processes,
+batch statistics (Barlow Twins' cross-correlation, VICReg's covariance) taken per process.
 
 A MoCo-like queue and a momentum target, each a few lines with these blocks (the plugin
 guide, docs/plugins.md, shows and runs this example):
@@ -61,10 +63,13 @@ ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 __all__ = [
     "RingBuffer",
+    "covariance",
+    "cross_correlation",
     "freeze",
     "gather",
     "gather_no_grad",
     "grouped_batchnorm_forward",
+    "off_diagonal",
     "rank",
     "shuffle_batch",
     "unfreeze",
@@ -278,6 +283,66 @@ def gather_no_grad(x: Tensor, groups: int = 1) -> Tensor:
     parts = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(parts, x.contiguous())
     return _by_group(parts, groups)
+
+
+def off_diagonal(m: Tensor) -> Tensor:
+    """(D * (D - 1),) the off-diagonal entries of a square matrix m (D, D), row by row; a view, no mask."""
+    d = m.shape[0]
+    if m.ndim != 2 or m.shape[1] != d:
+        raise ValueError(f"off_diagonal takes a square matrix, got shape {tuple(m.shape)}")
+    return m.flatten()[:-1].view(d - 1, d + 1)[:, 1:].flatten()
+
+
+def _standardized(x: Tensor, unbiased: bool, eps: float) -> Tensor:
+    """Each column of x (N, D) less its mean, over sqrt(its variance + eps)."""
+    centred = x - x.mean(dim=0)
+    return centred / torch.sqrt(x.var(dim=0, correction=int(unbiased)) + eps)
+
+
+def cross_correlation(a: Tensor, b: Tensor, *, unbiased: bool = False, eps: float = 1e-5) -> Tensor:
+    """(D, D) cross-correlation of a (N, D) and b (N, D) over the global batch: Barlow Twins' C.
+
+    Row i of a and of b are two embeddings of one image (this process's rows; every
+    process passes the same N). Both are gathered from every process (`gather`, with its
+    gradient), each column is standardised with the *global* batch's mean and standard
+    deviation, and C = a_n^T b_n / N_global. `unbiased=False` divides by
+    sqrt(biased variance + eps), as `nn.BatchNorm1d(affine=False)` in training mode
+    (eps 1e-5, its default); `unbiased=True, eps=0` is `x.std(0)` (Bessel-corrected).
+    In one process this is the formula on a and b.
+
+    Across W processes every process gets the same C, and the gradient each process
+    sends back to its own rows is W times the one-process gradient on them, which DDP's
+    averaging of parameter gradients over W processes turns into the one-process
+    gradient: the convention of `gather`. (An `all_reduce` of per-process matrices
+    without autograd, or normalisation with per-process statistics, gets this wrong.)
+    """
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"cross_correlation takes two (N, D) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = gather(a), gather(b)
+    _need_two_rows("cross_correlation", a)
+    return _standardized(a, unbiased, eps).T @ _standardized(b, unbiased, eps) / a.shape[0]
+
+
+def covariance(x: Tensor) -> Tensor:
+    """(D, D) covariance of the rows of x (N, D) over the global batch, Bessel-corrected: VICReg's C(Z).
+
+    x is gathered from every process (`gather`, with its gradient; every process passes
+    the same N), centred on the global mean, and C = x_c^T x_c / (N_global - 1). Its
+    diagonal is each dimension's unbiased variance. Gradients follow `cross_correlation`'s
+    convention. In one process this is the formula on x.
+    """
+    if x.ndim != 2:
+        raise ValueError(f"covariance takes an (N, D) tensor, got shape {tuple(x.shape)}")
+    x = gather(x)
+    _need_two_rows("covariance", x)
+    centred = x - x.mean(dim=0)
+    return centred.T @ centred / (x.shape[0] - 1)
+
+
+def _need_two_rows(block: str, gathered: Tensor) -> None:
+    """One row has no variance: refuse it rather than return nan (or, with an eps, zeros)."""
+    if gathered.shape[0] < 2:
+        raise ValueError(f"{block} needs at least 2 rows in the global batch, got {gathered.shape[0]}")
 
 
 @torch.no_grad()

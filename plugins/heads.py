@@ -1,6 +1,14 @@
-"""Projection heads and predictors: MLPs with configurable width, depth and BatchNorm."""
+"""Projection heads and predictors: MLPs with configurable width, depth and BatchNorm.
+
+A head built with `fixed_lr` declares `param_group_options = {"fixed_lr": True}`: the
+engine puts its parameters in optimizer groups of their own, whose learning rate the
+schedules leave at its initial value (SimSiam's predictor; docs/plugins.md,
+"Parameter-group options").
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -14,9 +22,11 @@ class MLP(Head):
     """Linear layers with BN and ReLU between them; optional BN after the last one."""
 
     def __init__(
-        self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, batch_norm: bool, last_batch_norm: bool
+        self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, batch_norm: bool, last_batch_norm: bool,
+        fixed_lr: bool = False,
     ) -> None:
         super().__init__()
+        self.param_group_options: dict[str, Any] = {"fixed_lr": True} if fixed_lr else {}
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):
@@ -43,9 +53,14 @@ def mlp(
     num_layers: PositiveInt = 2,
     batch_norm: bool = True,
     last_batch_norm: bool = False,
+    fixed_lr: bool = False,
 ) -> MLP:
-    """MLP head: (num_layers - 1) x [Linear, BN, ReLU], then Linear (SimCLR: 2 layers)."""
-    return MLP(in_dim, hidden_dim, out_dim, num_layers, batch_norm, last_batch_norm)
+    """MLP head: (num_layers - 1) x [Linear, BN, ReLU], then Linear (SimCLR: 2 layers).
+
+    `fixed_lr`: train its parameters at the optimizer's initial learning rate, with no
+    warm-up or decay (SimSiam's predictor).
+    """
+    return MLP(in_dim, hidden_dim, out_dim, num_layers, batch_norm, last_batch_norm, fixed_lr)
 
 
 class Identity(Head):

@@ -1,4 +1,10 @@
-"""Method presets: each method is a set of slot choices, nothing more."""
+"""Method presets: each method is a set of slot choices, nothing more.
+
+Every default is the paper's or its official code's, with the source beside it; the
+encoder is ResNet-18 throughout (so that methods are compared on one backbone) and
+heads as wide as the papers' ResNet-50 ones are narrowed for it where the comment says
+so. Recipes override any of it.
+"""
 
 from __future__ import annotations
 
@@ -59,8 +65,103 @@ BYOL = MethodPreset(
 )
 
 
+SIMSIAM = MethodPreset(
+    {
+        # MoCo v2's augmentation, which SimSiam uses (paper, section 3; official code main_simsiam.py):
+        # crops of 20-100 %, jitter 0.4/0.4/0.4/0.1 with p 0.8, grey 0.2, blur p 0.5 (none below 64 px, as their CIFAR code).
+        "augmentation": {"name": "simclr", "params": {
+            "crop_scale": [0.2, 1.0], "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1,
+        }},
+        "encoder": "resnet18",
+        # Projection MLP: 3 layers of 2048, BN on every layer, the output BN without affine or ReLU (section 3).
+        "projection_head": {"name": "mlp", "params": {
+            "hidden_dim": 2048, "out_dim": 2048, "num_layers": 3, "last_batch_norm": True,
+        }},
+        # Prediction MLP: a 2048 -> 512 -> 2048 bottleneck, BN on its hidden layer only (section 3), trained at a
+        # fixed learning rate: Table 1 (c), and the --fix-pred-lr of the official README's pre-training command.
+        "predictor": {"name": "mlp", "params": {"hidden_dim": 512, "out_dim": 2048, "fixed_lr": True}},
+        "target": {"name": "shared", "params": {"stop_gradient": True}},
+        "negative_source": "none",
+        # D(p, z) = -cos(p, stopgrad(z)); symmetric pairs make L = D(p1, z2) / 2 + D(p2, z1) / 2 (eq. 2).
+        "loss": "negative_cosine",
+        # SGD, lr 0.05 x B / 256, momentum 0.9, weight decay 1e-4 (section 3) on every parameter,
+        # biases and BatchNorm included, as the official code's torch.optim.SGD does.
+        "optimizer": {"name": "sgd", "params": {
+            "lr": 0.05, "lr_scaling": "linear", "momentum": 0.9, "weight_decay": 1e-4, "exclude_bias_and_norm": False,
+        }},
+        # Cosine decay to 0, no warm-up (section 3; the code decays per epoch, cmp per step).
+        "schedule": "cosine",
+        "pairs": "symmetric",
+        "joint_forward": False,  # the code passes x1 and x2 through the network one at a time
+    },
+    "SimSiam (Chen & He 2021): shared weights, stop-gradient target, predictor at a fixed lr, negative cosine, "
+    "no negatives, SGD.",
+)
+
+BARLOW_TWINS = MethodPreset(
+    {
+        # BYOL's asymmetric pair: blur p 1.0 / 0.1, solarize 0 / 0.2 (paper, section 4 and appendix; code main.py Transform).
+        "augmentation": "byol",
+        "encoder": "resnet18",
+        # Projector: 3 linear layers, BN and ReLU after the first two, the first two without bias (code main.py).
+        # The paper's 8192 wide for ResNet-50 is narrowed to 2048 for ResNet-18. The last layer keeps a bias the
+        # code does not have: the loss standardises each column, so it has no effect and gets no gradient.
+        "projection_head": {"name": "mlp", "params": {"hidden_dim": 2048, "out_dim": 2048, "num_layers": 3}},
+        "predictor": None,
+        "target": "shared",
+        "negative_source": "none",
+        # lambda = 5e-3 (paper, section 4; the code's default is 0.0051); BatchNorm's biased std, as the code.
+        "loss": {"name": "barlow_twins", "params": {"off_diagonal_weight": 5e-3}},
+        # LARS, lr 0.2 for weights and 0.0048 for biases and BN parameters, both x B / 256, momentum 0.9, eta 1e-3;
+        # biases and BN without weight decay or LARS adaptation (paper, section 4; code main.py). Weight decay
+        # 1.5e-6 is the paper's (the code's default is 1e-6).
+        "optimizer": {"name": "lars", "params": {
+            "lr": 0.2, "bias_lr": 0.0048, "lr_scaling": "linear", "weight_decay": 1.5e-6, "momentum": 0.9, "eta": 1e-3,
+        }},
+        # 10 warm-up epochs, then cosine decay to 1/1000 of the learning rate (paper, section 4; code adjust_learning_rate).
+        "schedule": {"name": "cosine", "params": {"warmup_epochs": 10, "final_lr_fraction": 0.001}},
+        "pairs": "one_way",  # the loss treats its two views alike: one pair is the whole loss
+        "joint_forward": False,  # the code passes y1 and y2 through the network one at a time
+    },
+    "Barlow Twins (Zbontar et al. 2021): shared weights, 3-layer projector, cross-correlation to identity "
+    "(lambda 5e-3), no negatives, LARS.",
+)
+
+VICREG = MethodPreset(
+    {
+        # BYOL's asymmetric pair, as VICReg's code (augmentations.py TrainTransform) and paper (appendix C.1).
+        "augmentation": "byol",
+        "encoder": "resnet18",
+        # Expander: 3 linear layers, BN and ReLU after the first two (paper, section 4.2; code main_vicreg.py
+        # Projector). The paper's 8192 wide for ResNet-50 is narrowed to 2048 for ResNet-18. The code's bias
+        # before each BN and the mlp's bias on the last layer cancel out of the loss (centred statistics and
+        # a difference of the branches), so neither changes training.
+        "projection_head": {"name": "mlp", "params": {"hidden_dim": 2048, "out_dim": 2048, "num_layers": 3}},
+        "predictor": None,
+        "target": "shared",
+        "negative_source": "none",
+        # lambda = mu = 25, nu = 1 (paper, section 4.3); the variance term halved as the code does (the loss's default).
+        "loss": {"name": "vicreg", "params": {"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0}},
+        # LARS, base lr 0.2 x B / 256, weight decay 1e-6, eta 1e-3, biases and BN without weight decay or
+        # adaptation (paper, appendix C.1; code main_vicreg.py --base-lr, --wd and exclude_bias_and_norm).
+        "optimizer": {"name": "lars", "params": {
+            "lr": 0.2, "lr_scaling": "linear", "weight_decay": 1e-6, "momentum": 0.9, "eta": 1e-3,
+        }},
+        # 10 warm-up epochs, then cosine decay to 1/1000 (code main_vicreg.py adjust_learning_rate).
+        "schedule": {"name": "cosine", "params": {"warmup_epochs": 10, "final_lr_fraction": 0.001}},
+        "pairs": "one_way",  # the loss treats Z and Z' alike: one pair is the whole loss
+        "joint_forward": False,  # the code passes x and y through the network one at a time
+    },
+    "VICReg (Bardes et al. 2022): shared weights, 3-layer expander, variance-invariance-covariance (25/25/1), "
+    "no negatives, LARS.",
+)
+
+
 @hookimpl
 def cmp_register_methods(register: Register) -> None:
     register("simclr", SIMCLR)
     register("moco", MOCO)
     register("byol", BYOL)
+    register("simsiam", SIMSIAM)
+    register("barlow_twins", BARLOW_TWINS)
+    register("vicreg", VICREG)

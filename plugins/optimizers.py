@@ -4,7 +4,10 @@
 (lr as given), `linear` (lr x B/256, SimCLR's LARS rule) or `sqrt` (lr x sqrt(B/256)).
 The scaled rate is what the run logs; nothing is rescaled without the recipe saying so.
 Groups the engine flags `exclude_from_decay` (biases, norm layers) get no weight decay
-and, under LARS, no trust-ratio adaptation.
+and, under LARS, no trust-ratio adaptation, unless `exclude_bias_and_norm` is false
+(SimSiam's code decays every parameter); LARS's `bias_lr` gives them a learning rate of
+their own (Barlow Twins: 0.2 for weights, 0.0048 for biases and norms). Other options the
+engine put on a group (`fixed_lr`) stay on it for the schedule.
 """
 
 from __future__ import annotations
@@ -31,20 +34,30 @@ def scaled_lr(lr: float, batch_size: int, scaling: Scaling) -> float:
     return {"none": lr, "linear": lr * ratio, "sqrt": lr * math.sqrt(ratio)}[scaling]
 
 
-def _groups(param_groups: list[dict[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
-    return [
-        {**g, "weight_decay": 0.0 if g.get("exclude_from_decay") else weight_decay} for g in param_groups
-    ]
+def _groups(
+    param_groups: list[dict[str, Any]], weight_decay: float, exclude_bias_and_norm: bool, bias_lr: float | None = None,
+) -> list[dict[str, Any]]:
+    """The engine's groups with their weight decay; `exclude_from_decay` is kept true only
+    where biases and norms are excluded, and they get `bias_lr` (already scaled) if given."""
+    groups = []
+    for g in param_groups:
+        bias_or_norm = bool(g.get("exclude_from_decay"))
+        excluded = bias_or_norm and exclude_bias_and_norm
+        group = {**g, "exclude_from_decay": excluded, "weight_decay": 0.0 if excluded else weight_decay}
+        if bias_or_norm and bias_lr is not None:
+            group["lr"] = bias_lr
+        groups.append(group)
+    return groups
 
 
 def sgd(
     param_groups: list[dict[str, Any]], batch_size: int, *,
     lr: Positive = 0.1, momentum: Momentum = 0.9, weight_decay: NonNegative = 5e-4,
-    nesterov: bool = False, lr_scaling: Scaling = "none",
+    nesterov: bool = False, lr_scaling: Scaling = "none", exclude_bias_and_norm: bool = True,
 ) -> torch.optim.SGD:
     """SGD with momentum."""
     return torch.optim.SGD(
-        _groups(param_groups, weight_decay), lr=scaled_lr(lr, batch_size, lr_scaling),
+        _groups(param_groups, weight_decay, exclude_bias_and_norm), lr=scaled_lr(lr, batch_size, lr_scaling),
         momentum=momentum, nesterov=nesterov and momentum > 0,
     )
 
@@ -52,11 +65,11 @@ def sgd(
 def adamw(
     param_groups: list[dict[str, Any]], batch_size: int, *,
     lr: Positive = 1e-3, betas: tuple[Momentum, Momentum] = (0.9, 0.999),
-    weight_decay: NonNegative = 1e-4, lr_scaling: Scaling = "none",
+    weight_decay: NonNegative = 1e-4, lr_scaling: Scaling = "none", exclude_bias_and_norm: bool = True,
 ) -> torch.optim.AdamW:
     """AdamW (decoupled weight decay)."""
     return torch.optim.AdamW(
-        _groups(param_groups, weight_decay), lr=scaled_lr(lr, batch_size, lr_scaling), betas=betas
+        _groups(param_groups, weight_decay, exclude_bias_and_norm), lr=scaled_lr(lr, batch_size, lr_scaling), betas=betas
     )
 
 
@@ -103,11 +116,17 @@ class LARS(torch.optim.Optimizer):
 def lars(
     param_groups: list[dict[str, Any]], batch_size: int, *,
     lr: Positive = 0.3, momentum: Momentum = 0.9, weight_decay: NonNegative = 1e-6,
-    eta: Positive = 1e-3, lr_scaling: Scaling = "linear",
+    eta: Positive = 1e-3, lr_scaling: Scaling = "linear", exclude_bias_and_norm: bool = True,
+    bias_lr: Positive | None = None,
 ) -> LARS:
-    """LARS (SimCLR's optimizer: lr 0.3 x B/256, weight decay 1e-6, eta 1e-3)."""
+    """LARS (SimCLR's optimizer: lr 0.3 x B/256, weight decay 1e-6, eta 1e-3).
+
+    Biases and norm parameters take plain SGD steps without weight decay unless
+    `exclude_bias_and_norm` is false, at `bias_lr` (scaled as `lr`) when given, else at `lr`.
+    """
+    bias = None if bias_lr is None else scaled_lr(bias_lr, batch_size, lr_scaling)
     return LARS(
-        _groups(param_groups, weight_decay), lr=scaled_lr(lr, batch_size, lr_scaling),
+        _groups(param_groups, weight_decay, exclude_bias_and_norm, bias), lr=scaled_lr(lr, batch_size, lr_scaling),
         momentum=momentum, weight_decay=weight_decay, eta=eta,
     )
 

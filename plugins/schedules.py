@@ -4,12 +4,15 @@ The warm-up is given in epochs (`warmup_epochs`, the papers' unit) or as a share
 whole budget (`warmup_fraction`): under a step budget the second keeps the warm-up the same
 share of training at every batch size, where one epoch may be the whole budget at a small
 batch and a single step at a large one.
+
+A parameter group flagged `fixed_lr` (SimSiam's predictor, docs/plugins.md "Parameter-group
+options") keeps its initial learning rate throughout: no warm-up, no decay.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -52,13 +55,18 @@ def warmup_steps(total_steps: int, steps_per_epoch: int, warmup_epochs: float, w
     return min(total_steps, round(steps))
 
 
+def per_group(optimizer: torch.optim.Optimizer, factor: Callable[[int], float]) -> list[Callable[[int], float]]:
+    """`factor` for every parameter group, but a constant 1 for a group flagged `fixed_lr`."""
+    return [(lambda _: 1.0) if group.get("fixed_lr") else factor for group in optimizer.param_groups]
+
+
 def cosine(
     optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, *,
     warmup_epochs: NonNegative = 0.0, warmup_fraction: Probability = 0.0, final_lr_fraction: Probability = 0.0,
 ) -> LambdaLR:
     """Cosine decay to final_lr_fraction x lr after a linear warm-up (warmup_epochs, or warmup_fraction of the budget)."""
     warmup = warmup_steps(total_steps, steps_per_epoch, warmup_epochs, warmup_fraction)
-    return LambdaLR(optimizer, lambda s: warmup_cosine_factor(s, total_steps, warmup, final_lr_fraction))
+    return LambdaLR(optimizer, per_group(optimizer, lambda s: warmup_cosine_factor(s, total_steps, warmup, final_lr_fraction)))
 
 
 def constant(
@@ -67,7 +75,7 @@ def constant(
 ) -> LambdaLR:
     """A constant learning rate after a linear warm-up (warmup_epochs, or warmup_fraction of the budget)."""
     warmup = warmup_steps(total_steps, steps_per_epoch, warmup_epochs, warmup_fraction)
-    return LambdaLR(optimizer, lambda s: (s + 1) / warmup if s < warmup else 1.0)
+    return LambdaLR(optimizer, per_group(optimizer, lambda s: (s + 1) / warmup if s < warmup else 1.0))
 
 
 @hookimpl

@@ -31,6 +31,10 @@ class Capabilities:
 
     check_params:       parameters wrong only together (any slot with parameters)
     needs_negatives:    a loss that cannot work without negatives (losses)
+    one_pair:           a loss that takes one pair of views (`pairs: one_way`): its batch
+                        statistics compare one view with the other (losses)
+    min_batch:          the smallest global batch a loss works with, for its batch
+                        statistics; None: any (losses)
     provides_negatives: False for a source that never gives any (negative sources)
     during_training:    cheap enough to run every `train.eval_every` epochs (evaluators)
     metrics:            how each metric it returns is labelled and shown (evaluators;
@@ -41,6 +45,8 @@ class Capabilities:
 
     check_params: CheckParams | None = None
     needs_negatives: bool = False
+    one_pair: bool = False
+    min_batch: int | None = None
     provides_negatives: bool = True
     during_training: bool = False
     metrics: Mapping[str, MetricInfo] = field(default_factory=dict)
@@ -85,6 +91,12 @@ def _flag(value: Any, what: str) -> bool:
     return value
 
 
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PluginError(f"{what} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
 def _function(value: Any, what: str) -> Any:
     if not callable(value):
         raise PluginError(f"{what} must be a function, got {type(value).__name__}")
@@ -108,6 +120,8 @@ def _metrics(value: Any, what: str) -> dict[str, MetricInfo]:
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "check_params": _function,
     "needs_negatives": _flag,
+    "one_pair": _flag,
+    "min_batch": _count,
     "provides_negatives": _flag,
     "during_training": _flag,
     "metrics": _metrics,

@@ -36,7 +36,7 @@ class Provider:
         return f"{dist} (plugin '{self.plugin}')"
 
     def where(self) -> str:
-        """`plugin 'vicreg' (cmp-vicreg 0.1.0)`: where an error this plugin caused is."""
+        """`plugin 'mmcr' (cmp-mmcr 0.1.0)`: where an error this plugin caused is."""
         dist = f"{self.distribution} {self.version}".strip() if self.distribution else "unpackaged"
         return f"plugin '{self.plugin}' ({dist})"
 

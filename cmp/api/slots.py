@@ -78,7 +78,7 @@ SLOTS: dict[str, Slot] = {
         Slot("negative_sources", "negative source", "negatives for each anchor", "factory",
              "methods.NAME.negative_source", ("dim",), ("check_params", "provides_negatives")),
         Slot("losses", "loss", "(anchors, positives, negatives) -> scalar", "function",
-             "methods.NAME.loss", (), ("check_params", "needs_negatives")),
+             "methods.NAME.loss", (), ("check_params", "needs_negatives", "one_pair", "min_batch")),
         Slot("optimizers", "optimizer", "parameter groups -> torch optimizer", "factory",
              "methods.NAME.optimizer", ("param_groups", "batch_size")),
         Slot("schedules", "schedule", "learning-rate schedule over steps", "factory",

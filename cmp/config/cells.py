@@ -283,10 +283,12 @@ def _resolve_method(
 
     layered: dict[str, _Layered | None] = {}
     step: dict[str, Any] = {key: option.default for key, option in STEP_OPTIONS.items()}
+    step_where: dict[str, str] = {key: f"methods.{method}" for key in STEP_OPTIONS}
     for values, prefix in layers:
         for key, value in values.items():
             if key in STEP_OPTIONS:
                 step[key] = value
+                step_where[key] = f"{prefix}.{key}"
                 continue
             if key not in PARTS:
                 continue
@@ -326,6 +328,7 @@ def _resolve_method(
             recipe, registry, part.slot, entry.choice, entry.name_path, entry.param_paths, entry.default_prefix
         )
     _check_compatible(recipe, registry, parts)
+    _check_loss_needs(recipe, registry, parts, step["pairs"], step_where["pairs"])
     pairs = step["pairs"]
     return parts, StepOptions(
         pairs=pairs if isinstance(pairs, str) else tuple(tuple(p) for p in pairs),
@@ -372,6 +375,37 @@ def _check_compatible(recipe: Recipe, registry: Registry, parts: dict[str, Resol
             recipe, negatives.where,
             f"loss '{loss.name}' needs negatives, but negative source '{negatives.name}' gives none",
         )
+
+
+def _pair_count(pairs: Any) -> int | None:
+    """How many (anchor, positive) pairs a `pairs` value makes; None for `multicrop` (the augmentation's)."""
+    if isinstance(pairs, str):
+        return {"one_way": 1, "symmetric": 2}.get(pairs)
+    return len(pairs)
+
+
+def _check_loss_needs(
+    recipe: Recipe, registry: Registry, parts: dict[str, ResolvedChoice | None], pairs: Any, pairs_where: str
+) -> None:
+    """What the loss declared it needs when registered: `one_pair=True` (its statistics
+    compare one view's batch with another's, so `symmetric` pairs would stack both views
+    into each side) and `min_batch=k` (a global batch of at least k, for batch statistics)."""
+    loss = parts["loss"]
+    assert loss is not None
+    needs = registry.get("losses", loss.name).capabilities
+    if needs.one_pair and _pair_count(pairs) != 1:
+        shown = pairs if isinstance(pairs, str) else json.dumps(_plain(pairs))
+        raise _error(recipe, pairs_where, (
+            f"loss '{loss.name}' compares one view's batch with another's, so it takes one pair of views "
+            f"(pairs: one_way), not {shown}"
+        ))
+    least = needs.min_batch
+    batch = recipe.model.train.batch_size
+    if least is not None and batch < least:
+        raise _error(recipe, "train.batch_size", (
+            f"loss '{loss.name}' needs a global batch of at least {least} images (it estimates statistics over the "
+            f"batch), got {batch}"
+        ))
 
 
 def _set_fields(model: pydantic.BaseModel) -> dict[str, Any]:

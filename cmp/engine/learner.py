@@ -173,12 +173,28 @@ class Learner(nn.Module):
 
 
 def param_groups(module: nn.Module) -> list[dict[str, Any]]:
-    """Trainable parameters; biases and norm-layer weights (ndim <= 1) flagged for no decay."""
-    decay, no_decay = [], []
+    """Trainable parameters in optimizer groups; biases and norm-layer weights (ndim <= 1)
+    flagged `exclude_from_decay`.
+
+    A submodule that declares `param_group_options` (a dict, such as SimSiam's predictor's
+    `{"fixed_lr": True}`) puts its parameters in groups of their own carrying those
+    options, the innermost declaring module winning; optimizers keep them in their groups
+    and schedules read them (docs/plugins.md, "Parameter-group options"). The first group
+    is always the decayed parameters without options, whose lr the trainer logs.
+    """
+    options_of: dict[int, dict[str, Any]] = {}
+    for sub in module.modules():  # parents before children: a child's options replace its parent's
+        options = getattr(sub, "param_group_options", None)
+        if options:
+            options_of.update({id(p): dict(options) for p in sub.parameters()})
+    groups: dict[tuple[str, bool], dict[str, Any]] = {("[]", False): {"params": []}}
     for param in module.parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    groups: list[dict[str, Any]] = [{"params": decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "exclude_from_decay": True})
-    return groups
+        if not param.requires_grad:
+            continue
+        options = options_of.get(id(param), {})
+        excluded = param.ndim <= 1
+        key = (repr(sorted(options.items())), excluded)
+        if key not in groups:
+            groups[key] = {"params": [], **options, **({"exclude_from_decay": True} if excluded else {})}
+        groups[key]["params"].append(param)
+    return [g for i, g in enumerate(groups.values()) if i == 0 or g["params"]]

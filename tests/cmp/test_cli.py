@@ -228,7 +228,8 @@ def test_plugins_text_listing_keeps_sentences_whole_and_columns_aligned(capsys: 
     assert main(["plugins", "--slot", "losses"]) == 0
     lines = capsys.readouterr().out.splitlines()
     entries = [line for line in lines if line.startswith("  ") and not line.startswith("   ")]
-    names = ["cosine_regression", "margin_triplet", "nt_logistic", "nt_xent"]
+    names = ["barlow_twins", "cosine_regression", "dcl", "dclw", "margin_triplet", "moco_v3_infonce",
+             "negative_cosine", "nt_logistic", "nt_xent", "vicreg"]
     assert [line.split()[0] for line in entries] == names
     columns = {line.index(line.split()[1]) for line in entries}
     assert columns == {len("  cosine_regression  ")}

@@ -1,5 +1,10 @@
 """N processes x batch B/N train as 1 process x batch B: every built-in method and loss.
 
+SimSiam, Barlow Twins and VICReg run with their presets' optimizer settings (SimSiam's
+predictor at a fixed lr under a cosine schedule, LARS with Barlow Twins' bias lr), so the
+parameter groups are exercised across processes too; Barlow Twins' and VICReg's batch
+statistics must be those of the global batch.
+
 Two gloo processes on this CPU, each with half of every global batch, against one process
 with the whole batch: the loss of every step, every parameter's gradient (after DDP's
 averaging), the parameters after k optimizer steps, and the MoCo queue must agree to
@@ -33,6 +38,10 @@ from cmp.engine.learner import Learner, OnlineNetwork, view_pairs
 from cmp_plugins import losses
 from cmp_plugins.heads import mlp
 from cmp_plugins.momentum import momentum
+from cmp_plugins.optimizers import lars, sgd
+from cmp_plugins.redundancy_reduction import barlow_twins, vicreg
+from cmp_plugins.regression_losses import negative_cosine
+from cmp_plugins.schedules import cosine
 from cmp_plugins.negatives import in_batch, none
 from cmp_plugins.queue import queue
 from cmp_plugins.targets import shared
@@ -49,6 +58,12 @@ CASES: dict[str, dict[str, Any]] = {
     "moco-symmetric": {"target": "momentum", "negatives": "queue", "loss": (losses.nt_xent, {"temperature": 0.2}), "pairs": "symmetric", "joint": False},
     "moco-nt_logistic": {"target": "momentum", "negatives": "queue", "loss": (losses.nt_logistic, {}), "pairs": "one_way", "joint": False},
     "byol": {"target": "byol", "negatives": "none", "loss": (losses.cosine_regression, {}), "pairs": "symmetric", "joint": False},
+    "simsiam": {"target": "simsiam", "negatives": "none", "loss": (negative_cosine, {}), "pairs": "symmetric", "joint": False,
+                "optimizer": (sgd, {"lr": 0.5, "weight_decay": 1e-4, "exclude_bias_and_norm": False})},
+    "barlow_twins": {"target": "shared", "negatives": "none", "loss": (barlow_twins, {}), "pairs": "one_way", "joint": False,
+                     "optimizer": (lars, {"lr": 0.2, "bias_lr": 0.0048, "weight_decay": 1.5e-6, "lr_scaling": "none"})},
+    "vicreg": {"target": "shared", "negatives": "none", "loss": (vicreg, {}), "pairs": "one_way", "joint": False,
+               "optimizer": (lars, {"lr": 0.2, "weight_decay": 1e-6, "lr_scaling": "none"})},
 }
 
 
@@ -68,7 +83,10 @@ def build(case: dict[str, Any]) -> Learner:
     torch.manual_seed(0)
     online = OnlineNetwork(LinearEncoder(), mlp(12, hidden_dim=16, out_dim=8, batch_norm=False))
     predictor = mlp(8, hidden_dim=16, out_dim=8, batch_norm=False) if case["target"] == "byol" else None
-    if case["target"] == "shared":
+    if case["target"] == "simsiam":
+        predictor = mlp(8, hidden_dim=4, out_dim=8, batch_norm=False, fixed_lr=True)
+        target = shared(online, 8, stop_gradient=True)
+    elif case["target"] == "shared":
         target = shared(online, 8)
     elif case["target"] == "byol":
         target = momentum(online, 8, momentum=0.9, schedule="cosine")
@@ -90,7 +108,12 @@ def train(case: dict[str, Any], processes: Processes) -> dict[str, Any]:
     """k steps; the loss (mean over processes), gradients, final parameters and queue."""
     learner = build(case)
     forward: Any = DistributedDataParallel(learner) if processes.distributed else learner
-    optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
+    if "optimizer" in case:
+        factory, params = case["optimizer"]
+        optimizer = factory(learner.param_groups(), BATCH, **params)
+    else:
+        optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
+    schedule = cosine(optimizer, STEPS, STEPS) if "optimizer" in case else None
     record: dict[str, Any] = {"loss": [], "grads": []}
     for step, (views, ids) in enumerate(batches()):
         mine = shard(BATCH, processes)
@@ -100,6 +123,8 @@ def train(case: dict[str, Any], processes: Processes) -> dict[str, Any]:
         record["loss"].append(mean_across(out.loss.detach(), processes).item())
         record["grads"].append({n: p.grad.clone() for n, p in learner.named_parameters() if p.grad is not None})
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         learner.after_step(out.batch, (step + 1) / STEPS)
     record["params"] = {n: t.clone() for n, t in learner.state_dict().items()}
     return record

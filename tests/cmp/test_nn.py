@@ -2,7 +2,9 @@
 
 EMA against a plain per-parameter formula, the ring buffer against a list of slots written
 one row at a time, grouped BatchNorm against BatchNorm's formula applied by hand to the
-groups the permutation makes, and gather's gradient across two real processes.
+groups the permutation makes, gather's gradient across two real processes, and the
+global-batch statistics against their formulas as loops (across processes:
+tests/plugins/test_global_batch_losses.py).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from torch import Tensor, nn
 
 from cmp.nn import (
     RingBuffer,
+    covariance,
+    cross_correlation,
     freeze,
     gather,
     gather_no_grad,
     grouped_batchnorm_forward,
+    off_diagonal,
     rank,
     shuffle_batch,
     unfreeze,
@@ -404,3 +409,55 @@ def test_with_a_faked_world_of_three_gather_lays_rows_out_as_one_process_would(m
     assert torch.equal(negatives.bank, gather(keys, 2))
     gathered_ids = torch.cat([ids[v * 2 : v * 2 + 2] + 100 * r for v in range(2) for r in range(world)])
     assert torch.equal(negatives.valid, ids.unsqueeze(1) != gathered_ids.unsqueeze(0))
+
+
+# Global-batch statistics (in one process: the formulas themselves)
+
+
+def test_cross_correlation_standardises_each_column_as_batchnorm_or_with_the_unbiased_std() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, d = 6, 3
+    a, b = torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(n, d, generator=g, dtype=torch.float64)
+    rows_a, rows_b = a.tolist(), b.tolist()
+    for unbiased, eps in [(False, 1e-5), (True, 0.0), (False, 0.3)]:
+        got = cross_correlation(a, b, unbiased=unbiased, eps=eps)
+        divisor = n - 1 if unbiased else n
+        for i in range(d):
+            for j in range(d):
+                x, y = [r[i] for r in rows_a], [r[j] for r in rows_b]
+                mx, my = sum(x) / n, sum(y) / n
+                sx = (sum((v - mx) ** 2 for v in x) / divisor + eps) ** 0.5
+                sy = (sum((v - my) ** 2 for v in y) / divisor + eps) ** 0.5
+                want = sum((u - mx) / sx * (v - my) / sy for u, v in zip(x, y)) / n
+                assert abs(got[i, j].item() - want) < 1e-12, (unbiased, eps, i, j)
+    batch_norm = nn.BatchNorm1d(d, affine=False).double()  # training mode: batch statistics, eps 1e-5
+    torch.testing.assert_close(cross_correlation(a, b), batch_norm(a).T @ batch_norm(b) / n)
+
+
+def test_covariance_is_the_unbiased_covariance_of_the_columns() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(covariance(x), torch.cov(x.T), rtol=0, atol=1e-12)
+    rows = x.tolist()
+    means = [sum(r[j] for r in rows) / 7 for j in range(4)]
+    want = sum((r[1] - means[1]) * (r[3] - means[3]) for r in rows) / 6
+    assert abs(covariance(x)[1, 3].item() - want) < 1e-12
+
+
+def test_off_diagonal_lists_the_entries_off_the_diagonal_row_by_row() -> None:
+    m = torch.arange(9.0).view(3, 3)
+    assert off_diagonal(m).tolist() == [1.0, 2.0, 3.0, 5.0, 6.0, 7.0]
+    assert off_diagonal(torch.ones(1, 1)).numel() == 0
+    with pytest.raises(ValueError, match=r"off_diagonal takes a square matrix, got shape \(2, 3\)"):
+        off_diagonal(torch.ones(2, 3))
+
+
+def test_global_batch_statistics_refuse_one_row_and_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="cross_correlation needs at least 2 rows in the global batch, got 1"):
+        cross_correlation(torch.ones(1, 3), torch.ones(1, 3))
+    with pytest.raises(ValueError, match="covariance needs at least 2 rows in the global batch, got 1"):
+        covariance(torch.ones(1, 3))
+    with pytest.raises(ValueError, match=r"two \(N, D\) tensors of one shape, got \(4, 3\) and \(4, 2\)"):
+        cross_correlation(torch.ones(4, 3), torch.ones(4, 2))
+    with pytest.raises(ValueError, match=r"covariance takes an \(N, D\) tensor, got shape \(4,\)"):
+        covariance(torch.ones(4))

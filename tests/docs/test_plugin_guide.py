@@ -98,8 +98,8 @@ def test_a_snippet_is_the_files_own_code(path: str, code: str) -> None:
 
 def test_the_example_packages_files_are_all_shown() -> None:
     shown = {path for path, _ in snippets()}
-    example = "examples/cmp-vicreg/"
-    for name in ("src/cmp_vicreg/loss.py", "src/cmp_vicreg/plugin.py", "pyproject.toml", "recipe.yaml", "tests/test_vicreg_loss.py"):
+    example = "examples/cmp-mmcr/"
+    for name in ("src/cmp_mmcr/loss.py", "src/cmp_mmcr/plugin.py", "pyproject.toml", "recipe.yaml", "tests/test_mmcr_loss.py"):
         assert example + name in shown
 
 

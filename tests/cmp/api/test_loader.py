@@ -2,7 +2,7 @@
 
 Selection of installed third-party plugins (`--plugins`, `CMP_PLUGINS`,
 `CMP_DISABLE_PLUGIN_AUTOLOAD`) is tested with a real package in
-`tests/examples/test_vicreg_package.py`.
+`tests/examples/test_mmcr_package.py`.
 """
 
 from __future__ import annotations

@@ -335,7 +335,7 @@ def test_a_swept_key_that_does_not_fit_is_named_with_the_keys_beside_it(  # type
     ("{'name': 'nt_xent', 'parms': {}}", "plugin 'bad_preset': method preset 'barlow': loss.parms: unknown key 'parms' "
      "(did you mean 'params'?); known: name, params"),
     ("{'name': 'nt_xnet'}", "preset 'barlow'.loss.name: unknown loss 'nt_xnet' (did you mean 'nt_xent'?); "
-     "choices: cosine_regression, margin_triplet, nt_logistic, nt_xent"),
+     "choices: barlow_twins, cosine_regression, dcl, dclw, margin_triplet, moco_v3_infonce, negative_cosine, nt_logistic, nt_xent, vicreg"),
 ])
 def test_a_preset_with_parts_that_do_not_fit_names_the_preset_and_the_key(  # type: ignore[no-untyped-def]
     write_recipe, plugins_with, loss: str, message: str,
@@ -527,3 +527,68 @@ def test_a_cell_records_the_swept_values_that_apply_to_its_method(write_recipe, 
     assert simclr == [{"train.seed": 0}]  # moco's queue size is not simclr's: one cell, not two
     assert moco == [{"methods.moco.negative_source.params.size": 128, "train.seed": 0},
                     {"methods.moco.negative_source.params.size": 64, "train.seed": 0}]
+
+
+ONE_PAIR_LOSS = """\
+import torch
+
+
+def centroid_spread(anchors: torch.Tensor, positives: torch.Tensor, negatives: object) -> torch.Tensor:
+    return -torch.linalg.svdvals(anchors + positives).sum()
+
+
+def cmp_register_losses(register):
+    register("centroid_spread", centroid_spread, one_pair=True, min_batch=4)
+"""
+
+
+@pytest.mark.parametrize(("method", "where", "shown"), [
+    ("{preset: barlow_twins, pairs: symmetric}", "methods.simclr.pairs", "symmetric"),
+    ("{preset: vicreg, pairs: multicrop}", "methods.simclr.pairs", "multicrop"),
+    ("{preset: vicreg, pairs: [[0, 1], [1, 0]]}", "methods.simclr.pairs", "[[0,1],[1,0]]"),
+    ("{preset: simclr, loss: vicreg}", "preset 'simclr'.pairs", "symmetric"),  # the preset's pairs, another loss
+])
+def test_a_loss_that_takes_one_pair_refuses_more_at_the_key_that_set_them(  # type: ignore[no-untyped-def]
+    write_recipe, plugins, method: str, where: str, shown: str,
+) -> None:
+    path = write_recipe(BASE.replace("simclr: {preset: simclr}", f"simclr: {method}"))
+    loss = "barlow_twins" if "barlow" in method else "vicreg"
+    at = where if where.startswith("preset ") else f"{path}: {where}"
+    assert refusal(path, plugins.registry) == (
+        f"{at}: loss '{loss}' compares one view's batch with another's, so it takes one pair of views "
+        f"(pairs: one_way), not {shown}"
+    )
+
+
+@pytest.mark.parametrize("preset", ["barlow_twins", "vicreg"])
+def test_a_global_batch_below_two_is_refused_at_train_batch_size(write_recipe, plugins, preset: str) -> None:  # type: ignore[no-untyped-def]
+    path = write_recipe(BASE.replace("batch_size: 32", "batch_size: 1").replace("simclr: {preset: simclr}", f"simclr: {{preset: {preset}}}"))
+    assert refusal(path, plugins.registry) == (
+        f"{path}: train.batch_size: loss '{preset}' needs a global batch of at least 2 images (it estimates "
+        "statistics over the batch), got 1"
+    )
+    cells = resolve(load_recipe(path, ["train.batch_size=2"]), plugins.registry)
+    assert {c.method for c in cells} == {"simclr", "moco"}
+
+
+def test_one_pair_given_as_a_list_is_one_pair(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    path = write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {preset: barlow_twins, pairs: [[1, 0]]}"))
+    cell = next(c for c in resolve(load_recipe(path), plugins.registry) if c.method == "simclr")
+    assert cell.step.pairs == ((1, 0),)
+
+
+def test_what_a_loss_needs_is_declared_at_registration_not_known_by_name(write_recipe, plugins_with) -> None:  # type: ignore[no-untyped-def]
+    plugins = plugins_with("third_party", ONE_PAIR_LOSS)
+    method = "simclr: {preset: simclr, loss: centroid_spread, pairs: one_way}"
+    path = write_recipe(BASE.replace("simclr: {preset: simclr}", method))
+    assert {c.method for c in resolve(load_recipe(path), plugins.registry)} == {"simclr", "moco"}
+    assert refusal(write_recipe(BASE.replace("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: centroid_spread}")),
+                   plugins.registry) == (
+        "preset 'simclr'.pairs: loss 'centroid_spread' compares one view's batch with another's, so it takes one "
+        "pair of views (pairs: one_way), not symmetric"
+    )
+    path = write_recipe(BASE.replace("batch_size: 32", "batch_size: 3").replace("simclr: {preset: simclr}", method))
+    assert refusal(path, plugins.registry) == (
+        f"{path}: train.batch_size: loss 'centroid_spread' needs a global batch of at least 4 images (it estimates "
+        "statistics over the batch), got 3"
+    )

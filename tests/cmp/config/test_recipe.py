@@ -27,7 +27,7 @@ BAD = [
     # (replace this, with this, --set overrides, fragments the message must hold)
     ("train:", "trian:", [], ["recipe.yaml: trian", "unknown key 'trian'", "did you mean 'train'"]),
     ("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: nt_xnet}", [],
-     ["methods.simclr.loss.name", "unknown loss 'nt_xnet'", "did you mean 'nt_xent'", "choices: cosine_regression, margin_triplet, nt_logistic, nt_xent"]),
+     ["methods.simclr.loss.name", "unknown loss 'nt_xnet'", "did you mean 'nt_xent'", "choices: barlow_twins, cosine_regression, dcl, dclw, margin_triplet, moco_v3_infonce, negative_cosine, nt_logistic, nt_xent, vicreg"]),
     ("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: {name: nt_xent, params: {temprature: 0.2}}}", [],
      ["methods.simclr.loss.params.temprature", "unknown key 'temprature'", "did you mean 'temperature'"]),
     ("simclr: {preset: simclr}", "simclr: {preset: simclr, loss: {name: nt_xent, params: {temperature: 0}}}", [],

@@ -1,12 +1,12 @@
 """Gradient caching: the loss and every parameter's gradient of a step in chunks equal the
-whole batch's (no BatchNorm), for SimCLR, MoCo, BYOL and VICReg; the second pass replays
+whole batch's (no BatchNorm), for SimCLR, MoCo, BYOL, SimSiam, Barlow Twins and VICReg
+(whose losses are statistics of the whole batch); the second pass replays
 the first one's random draws; a batch of 4096 trains in chunks of 256 on this machine."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -23,21 +23,12 @@ from cmp.engine.grad_cache import cached_step
 from cmp.engine.learner import Embeddings, Learner, OnlineNetwork, view_pairs
 from cmp_plugins import losses
 from cmp_plugins.heads import mlp
+from cmp_plugins.redundancy_reduction import barlow_twins, vicreg
+from cmp_plugins.regression_losses import negative_cosine
 from cmp_plugins.momentum import momentum
 from cmp_plugins.negatives import in_batch, none
 from cmp_plugins.queue import queue
 from cmp_plugins.targets import shared
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def vicreg_loss() -> Any:
-    spec = importlib.util.spec_from_file_location("vicreg_loss", ROOT / "examples/cmp-vicreg/src/cmp_vicreg/loss.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.vicreg
-
 
 class SmallEncoder(Encoder):
     """Flatten, linear, ReLU, optional dropout: no BatchNorm."""
@@ -68,8 +59,12 @@ def learner_for(method: str, dropout: float = 0.0) -> Learner:
         predictor = mlp(8, hidden_dim=16, out_dim=8, batch_norm=False)
         return Learner(online, predictor, momentum(online, 8, schedule="cosine"), none(8), losses.cosine_regression,
                        view_pairs("symmetric", 2, 2), False)
-    assert method == "vicreg"
-    return Learner(online, None, shared(online, 8), none(8), vicreg_loss(), view_pairs("one_way", 2, 2), False)
+    if method == "simsiam":
+        predictor = mlp(8, hidden_dim=4, out_dim=8, batch_norm=False, fixed_lr=True)
+        return Learner(online, predictor, shared(online, 8, stop_gradient=True), none(8), negative_cosine,
+                       view_pairs("symmetric", 2, 2), False)
+    loss = {"barlow_twins": barlow_twins, "vicreg": vicreg}[method]
+    return Learner(online, None, shared(online, 8), none(8), loss, view_pairs("one_way", 2, 2), False)
 
 
 def inputs(batch: int = 32) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -85,7 +80,7 @@ def no_autocast() -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco-one_way", "moco-symmetric", "byol", "vicreg"])
+@pytest.mark.parametrize("method", ["simclr", "moco-one_way", "moco-symmetric", "byol", "simsiam", "barlow_twins", "vicreg"])
 @pytest.mark.parametrize("micro", [8, 5, 32])
 def test_chunked_loss_and_gradients_equal_the_whole_batch(method: str, micro: int) -> None:
     torch.set_default_dtype(torch.float64)

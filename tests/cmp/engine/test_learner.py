@@ -64,3 +64,37 @@ def test_param_groups_flag_biases_and_norms() -> None:
     groups = learner.param_groups()
     assert [len(g["params"]) for g in groups] == [1, 4]  # Linear weight | scale, bias, BN weight, BN bias
     assert groups[1]["exclude_from_decay"] is True
+
+
+def test_a_module_with_param_group_options_gets_groups_of_its_own() -> None:
+    """Options go to the declaring module's parameters (the innermost declaring module
+    wins), split by decay like the rest; frozen parameters and empty groups are left out."""
+    online = OnlineNetwork(Flatten(4), Same(4))
+    head = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 4), nn.Linear(4, 4))
+    head.param_group_options = {"fixed_lr": True}  # type: ignore[assignment]
+    head[1].param_group_options = {"fixed_lr": True, "tag": "inner"}  # type: ignore[assignment]
+    head[2].weight.requires_grad_(False)
+    online.head = head  # type: ignore[assignment]
+    learner = Learner(online, None, SharedTarget(False), InBatchNegatives(), nt_xent, PAIRINGS["one_way"], False)
+    groups = learner.param_groups()
+    members = [{id(p) for p in g["params"]} for g in groups]
+    options = [{k: v for k, v in g.items() if k != "params"} for g in groups]
+    assert options == [
+        {},
+        {"exclude_from_decay": True},
+        {"fixed_lr": True},
+        {"fixed_lr": True, "exclude_from_decay": True},
+        {"fixed_lr": True, "tag": "inner"},
+        {"fixed_lr": True, "tag": "inner", "exclude_from_decay": True},
+    ]
+    assert members == [
+        set(), {id(online.encoder.scale)}, {id(head[0].weight)}, {id(head[0].bias), id(head[2].bias)},
+        {id(head[1].weight)}, {id(head[1].bias)},
+    ]
+
+
+def test_without_options_the_first_group_is_the_decayed_one_even_when_empty() -> None:
+    online = OnlineNetwork(Flatten(4), Same(4))
+    learner = Learner(online, None, SharedTarget(False), InBatchNegatives(), nt_xent, PAIRINGS["one_way"], False)
+    groups = learner.param_groups()
+    assert [len(g["params"]) for g in groups] == [0, 1] and groups[1]["exclude_from_decay"] is True

@@ -1,4 +1,4 @@
-"""The example third-party package `examples/cmp-vicreg`, installed as a user would.
+"""The example third-party package `examples/cmp-mmcr`, installed as a user would.
 
 A throw-away virtual environment is made once for the module; it sees this environment's
 site-packages through a `.pth` file (so torch is not installed again), and the example
@@ -27,7 +27,7 @@ import yaml
 
 from cmp.cli import main
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cmp-vicreg"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cmp-mmcr"
 RECIPE = EXAMPLE / "recipe.yaml"
 SELECTION_VARIABLES = ("CMP_PLUGINS", "CMP_DISABLE_PLUGIN_AUTOLOAD")
 
@@ -57,8 +57,8 @@ def checked(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProce
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    root = tmp_path_factory.mktemp("cmp_vicreg")
-    source = root / "cmp-vicreg"
+    root = tmp_path_factory.mktemp("cmp_mmcr")
+    source = root / "cmp-mmcr"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
     home = root / "venv"
     checked(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(home)], capture_output=True, text=True))
@@ -83,7 +83,7 @@ def installed(venv: Venv, monkeypatch: pytest.MonkeyPatch) -> Iterator[Venv]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.syspath_prepend(str(venv.site_packages))
     yield venv
-    for name in [m for m in sys.modules if m == "cmp_vicreg" or m.startswith("cmp_vicreg.")]:
+    for name in [m for m in sys.modules if m == "cmp_mmcr" or m.startswith("cmp_mmcr.")]:
         del sys.modules[name]
 
 
@@ -92,34 +92,33 @@ def losses_of(listing: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_package_is_installed_into_the_environment_not_linked(venv: Venv) -> None:
-    assert (venv.site_packages / "cmp_vicreg" / "loss.py").is_file()
-    (dist_info,) = venv.site_packages.glob("cmp_vicreg-0.1.0.dist-info")
-    assert "vicreg = cmp_vicreg.plugin" in (dist_info / "entry_points.txt").read_text()
-    assert not list(venv.site_packages.glob("__editable__*cmp_vicreg*"))
+    assert (venv.site_packages / "cmp_mmcr" / "loss.py").is_file()
+    (dist_info,) = venv.site_packages.glob("cmp_mmcr-0.1.0.dist-info")
+    assert "mmcr = cmp_mmcr.plugin" in (dist_info / "entry_points.txt").read_text()
+    assert not list(venv.site_packages.glob("__editable__*cmp_mmcr*"))
 
 
 def test_cmp_plugins_lists_the_loss_with_its_distribution_and_version(venv: Venv) -> None:
     done = checked(venv.run("-m", "cmp", "plugins", "--json"))
     listing = json.loads(done.stdout)
     assert listing["warnings"] == []
-    assert {"name": "vicreg", "distribution": "cmp-vicreg", "version": "0.1.0"} in listing["plugins"]
-    loss = losses_of(listing)["vicreg"]
-    assert (loss["plugin"], loss["distribution"], loss["version"]) == ("vicreg", "cmp-vicreg", "0.1.0")
-    assert loss["description"] == "VICReg: invariance + variance + covariance terms; no negatives needed."
-    assert loss["params"][:3] == [
-        {"name": f"{term}_weight", "type": "float >= 0", "default": default, "required": False}
-        for term, default in (("invariance", 25.0), ("variance", 25.0), ("covariance", 1.0))
-    ]
-    (preset,) = [m for m in listing["slots"]["methods"] if m["name"] == "vicreg"]
-    assert preset["distribution"] == "cmp-vicreg"
-    assert preset["parts"]["negative_source"] == "none" and preset["parts"]["loss"] == "vicreg"
+    assert {"name": "mmcr", "distribution": "cmp-mmcr", "version": "0.1.0"} in listing["plugins"]
+    loss = losses_of(listing)["mmcr"]
+    assert (loss["plugin"], loss["distribution"], loss["version"]) == ("mmcr", "cmp-mmcr", "0.1.0")
+    assert loss["description"] == "MMCR: minus the nuclear norm of the views' centroids; no negatives needed."
+    assert loss["params"] == [{"name": "local_weight", "type": "float >= 0", "default": 0.0, "required": False}]
+    assert loss["meta"] == {"one_pair": True}
+    (preset,) = [m for m in listing["slots"]["methods"] if m["name"] == "mmcr"]
+    assert preset["distribution"] == "cmp-mmcr"
+    assert preset["parts"]["negative_source"] == "none" and preset["parts"]["loss"] == "mmcr"
     assert losses_of(listing)["nt_xent"]["distribution"] == "cmp-compare"
+    assert losses_of(listing)["vicreg"]["distribution"] == "cmp-compare"  # built in: no clash with the example
 
 
 def test_disabling_autoload_hides_the_package_at_the_cli(venv: Venv) -> None:
     done = checked(venv.run("-m", "cmp", "plugins", "--json", "--slot", "losses", env={"CMP_DISABLE_PLUGIN_AUTOLOAD": "1"}))
     listing = json.loads(done.stdout)
-    assert "vicreg" not in losses_of(listing) and "nt_xent" in losses_of(listing)
+    assert "mmcr" not in losses_of(listing) and "nt_xent" in losses_of(listing)
     assert all(p["distribution"] == "cmp-compare" for p in listing["plugins"])
 
 
@@ -129,17 +128,24 @@ def test_the_recipe_trains_to_a_result(venv: Venv) -> None:
         "-m", "cmp", "run", str(RECIPE), "--out", str(out), "--reports", str(venv.root / "reports"),
         "--set", "train.epochs=1", "--set", "train.threads=1", "--set", "baselines=[]",
     ))
-    (path,) = (out / "vicreg_digits").glob("vicreg-*/result.json")
+    (path,) = (out / "mmcr_digits").glob("mmcr-*/result.json")
     result = json.loads(path.read_text())
     assert result["status"] == "ok", result.get("reason")
-    assert result["config"]["parts"]["loss"] == {
-        "name": "vicreg",
-        "params": {"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0, "target_std": 1.0, "eps": 1e-4},
-    }
+    assert result["config"]["parts"]["loss"] == {"name": "mmcr", "params": {"local_weight": 0.0}}
     assert result["config"]["step"] == {"pairs": "one_way", "joint_forward": False}
     assert result["train"]["steps"] == 1437 // 64 and math.isfinite(result["train"]["final_loss"])
     assert result["train_images"] + result["test_images"] == 1797 and result["metrics"]["knn_top1"] * result["test_images"] == pytest.approx(round(result["metrics"]["knn_top1"] * result["test_images"]), abs=1e-6) and result["metrics"]["knn_top1"] > 0.5, result["metrics"]  # a whole count of the test digits, far above chance (0.1)
-    assert "vicreg" in done.stdout
+    assert "mmcr" in done.stdout
+
+
+def test_symmetric_pairs_are_refused_by_the_losss_declared_need(installed: Venv, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", str(RECIPE), "--out", str(tmp_path / "runs"), "--set", "methods.mmcr.pairs=symmetric"]
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "cmp: error: --set methods.mmcr.pairs=symmetric: loss 'mmcr' compares one view's batch with another's, "
+        "so it takes one pair of views (pairs: one_way), not symmetric"
+    )
 
 
 def test_the_packages_own_tests_pass_against_the_installed_package(venv: Venv) -> None:
@@ -154,9 +160,9 @@ def test_the_packages_own_tests_pass_against_the_installed_package(venv: Venv) -
         ([], {"CMP_PLUGINS": "none"}, False),
         ([], {"CMP_DISABLE_PLUGIN_AUTOLOAD": "1"}, False),
         ([], {"CMP_DISABLE_PLUGIN_AUTOLOAD": "0"}, True),
-        (["--plugins", "cmp-vicreg"], {"CMP_DISABLE_PLUGIN_AUTOLOAD": "1"}, True),
-        (["--plugins", "vicreg"], {"CMP_PLUGINS": "none"}, True),
-        ([], {"CMP_PLUGINS": "cmp-vicreg"}, True),
+        (["--plugins", "cmp-mmcr"], {"CMP_DISABLE_PLUGIN_AUTOLOAD": "1"}, True),
+        (["--plugins", "mmcr"], {"CMP_PLUGINS": "none"}, True),
+        ([], {"CMP_PLUGINS": "cmp-mmcr"}, True),
     ],
     ids=["default", "--plugins none", "CMP_PLUGINS none", "autoload off", "autoload 0", "--plugins dist",
          "--plugins entry point", "CMP_PLUGINS dist"],
@@ -170,74 +176,72 @@ def test_plugin_selection_at_the_cli(
     assert main([*args, "plugins", "--json", "--slot", "losses"]) == 0
     captured = capsys.readouterr()
     losses = losses_of(json.loads(captured.out))
-    assert ("vicreg" in losses) is listed and "nt_xent" in losses
+    assert ("mmcr" in losses) is listed and "nt_xent" in losses
     assert captured.err == ""
 
 
 def test_asking_for_a_plugin_that_is_not_installed_warns_and_loads_no_other(
     installed: Venv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--plugins", "cmp-vicreq", "plugins", "--json", "--slot", "losses"]) == 0
+    assert main(["--plugins", "cmp-mmrc", "plugins", "--json", "--slot", "losses"]) == 0
     captured = capsys.readouterr()
-    assert "vicreg" not in losses_of(json.loads(captured.out))
-    assert captured.err.splitlines() == ["cmp: warning: plugin 'cmp-vicreq' was asked for but is not installed"]
+    assert "mmcr" not in losses_of(json.loads(captured.out))
+    assert captured.err.splitlines() == ["cmp: warning: plugin 'cmp-mmrc' was asked for but is not installed"]
 
 
 @pytest.mark.parametrize(
     ("params", "key", "message"),
     [
-        ({"variance_weight": "a lot"}, "variance_weight", "input should be a valid number"),
-        ({"covariance_weight": -1}, "covariance_weight", "input should be greater than or equal to 0 (got -1)"),
-        ({"eps": 0}, "eps", "input should be greater than 0 (got 0)"),
-        ({"variance_weight": True}, "variance_weight", "a boolean is not a number (got True)"),
-        ({"covariance_wieght": 1}, "covariance_wieght", "unknown key 'covariance_wieght' of loss 'vicreg' (did you mean 'covariance_weight'?)"),
+        ({"local_weight": "a lot"}, "local_weight", "input should be a valid number"),
+        ({"local_weight": -1}, "local_weight", "input should be greater than or equal to 0 (got -1)"),
+        ({"local_weight": True}, "local_weight", "a boolean is not a number (got True)"),
+        ({"local_wieght": 1}, "local_wieght", "unknown key 'local_wieght' of loss 'mmcr' (did you mean 'local_weight'?)"),
     ],
 )
 def test_a_plugins_parameters_are_validated_like_builtins(
     installed: Venv, tmp_path: Path, capsys: pytest.CaptureFixture[str], params: dict[str, Any], key: str, message: str
 ) -> None:
     recipe = yaml.safe_load(RECIPE.read_text())
-    recipe["methods"]["vicreg"]["loss"] = {"name": "vicreg", "params": params}
+    recipe["methods"]["mmcr"]["loss"] = {"name": "mmcr", "params": params}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(recipe))
     assert main(["run", str(path), "--out", str(tmp_path / "runs")]) == 2
     captured = capsys.readouterr()
     (line,) = captured.err.splitlines()
-    assert line.startswith(f"cmp: error: {path}: methods.vicreg.loss.params.{key}: {message}")
+    assert line.startswith(f"cmp: error: {path}: methods.mmcr.loss.params.{key}: {message}")
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_wrong_parameter_given_with_set_names_the_set(installed: Venv, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["run", str(RECIPE), "--out", str(tmp_path / "runs"), "--set", "methods.vicreg.loss.params.target_std=wide"]
+    args = ["run", str(RECIPE), "--out", str(tmp_path / "runs"), "--set", "methods.mmcr.loss.params.local_weight=wide"]
     assert main(args) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("cmp: error: --set methods.vicreg.loss.params.target_std=wide: input should be a valid number")
+    assert line.startswith("cmp: error: --set methods.mmcr.loss.params.local_weight=wide: input should be a valid number")
 
 
 def test_a_second_package_registering_the_same_name_names_both(
     installed: Venv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "other_vicreg.py").write_text(textwrap.dedent(
+    (tmp_path / "other_mmcr.py").write_text(textwrap.dedent(
         """
         from cmp import hookimpl
 
-        def vicreg(anchors, positives, negatives):
-            \"\"\"Another VICReg.\"\"\"
-            return (anchors - positives).square().mean()
+        def mmcr(anchors, positives, negatives):
+            \"\"\"Another MMCR.\"\"\"
+            return -(anchors + positives).norm()
 
         @hookimpl
         def cmp_register_losses(register):
-            register("vicreg", vicreg)
+            register("mmcr", mmcr)
         """
     ))
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        assert main(["-p", "other_vicreg", "plugins"]) == 2
+        assert main(["-p", "other_mmcr", "plugins"]) == 2
     finally:
-        sys.modules.pop("other_vicreg", None)
+        sys.modules.pop("other_mmcr", None)
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
-        "cmp: error: loss 'vicreg' is registered twice: by cmp-vicreg 0.1.0 (plugin 'vicreg') "
-        "and by unpackaged (plugin 'other_vicreg')"
+        "cmp: error: loss 'mmcr' is registered twice: by cmp-mmcr 0.1.0 (plugin 'mmcr') "
+        "and by unpackaged (plugin 'other_mmcr')"
     )
-
