@@ -476,7 +476,7 @@ def test_a_method_without_a_required_part_is_named_with_where_to_set_it(write_re
 def test_the_methods_differences_are_their_resolved_values_with_what_a_preset_kept(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
     simclr, moco = method_differences(resolve(load_recipe(write_recipe(BASE)), plugins.registry))
     assert simclr == {"target": "shared", "target.stop_gradient": "false", "negative_source": "in_batch",
-                      "loss.temperature": "0.5", "optimizer.lr": "0.1", "optimizer.lr_scaling": "none",
+                      "negative_source.keys": "all", "loss.temperature": "0.5", "optimizer.lr": "0.1", "optimizer.lr_scaling": "none",
                       "schedule.warmup_epochs": "1.0", "pairs": "symmetric", "joint_forward": "true"}
     assert moco == {"target": "momentum", "negative_source": "queue", "loss.temperature": "0.2",
                     "optimizer.lr": "0.06 (preset 'moco')", "optimizer.weight_decay": "0.0005 (preset 'moco')",
