@@ -14,9 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 60
 
 LONG_FUNCTIONS: dict[str, str] = {
-    "cmp/config/cells.py::_resolve_method":
-        "layers a method's parts (preset, defaults, method, sweep) in one pass; to be split with cells.py "
-        "(issue 22, item 4: display out of cells.py)",
     "cmp/engine/cell_run.py::_train_and_evaluate":
         "one cell's work in order (data, parts, resume, fit, evaluation); to be split with the data "
         "protocol (issue 22, item 3)",
