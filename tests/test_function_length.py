@@ -20,9 +20,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "cmp/engine/grad_cache.py::cached_step":
         "gradient caching's two passes share the chunks' random states, cached embeddings and BatchNorm "
         "buffers; split, each half would take or return all of them",
-    "cmp/engine/trainer.py::Trainer.__init__":
-        "the trainer's state set up in one place; to be split with the loop's helpers out of trainer.py "
-        "(issue 22, item 4)",
 }
 """`path::qualified name` -> why it stays whole (or where it is being split)."""
 
