@@ -14,18 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 60
 
 LONG_FUNCTIONS: dict[str, str] = {
-    "cmp/config/cells.py::_resolve_method":
-        "layers a method's parts (preset, defaults, method, sweep) in one pass; to be split with cells.py "
-        "(issue 22, item 4: display out of cells.py)",
     "cmp/engine/cell_run.py::_train_and_evaluate":
         "one cell's work in order (data, parts, resume, fit, evaluation); to be split with the data "
         "protocol (issue 22, item 3)",
     "cmp/engine/grad_cache.py::cached_step":
         "gradient caching's two passes share the chunks' random states, cached embeddings and BatchNorm "
         "buffers; split, each half would take or return all of them",
-    "cmp/engine/trainer.py::Trainer.__init__":
-        "the trainer's state set up in one place; to be split with the loop's helpers out of trainer.py "
-        "(issue 22, item 4)",
 }
 """`path::qualified name` -> why it stays whole (or where it is being split)."""
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from cmp.api.results import BaselineResult
 from cmp.commands import echo
-from cmp.config.cells import Cell, method_differences
+from cmp.config.cell import Cell
+from cmp.config.differences import method_differences
 from cmp.engine.baselines import BaselineContext, baseline_key, baseline_specs
 from cmp.engine.build import build
 from cmp.engine.data import train_count

@@ -210,10 +210,10 @@ def test_the_cache_key_hashes_the_resolved_configuration_as_documented(write_rec
     first 12 hex digits."""
     import hashlib
 
-    from cmp.config.cells import _UNHASHED_TRAIN_KEYS
+    from cmp.config.cell import UNHASHED_TRAIN_KEYS
 
-    assert {"log_every", "threads", "checkpoint_minutes"} <= set(_UNHASHED_TRAIN_KEYS)
-    assert not {"epochs", "steps", "seed", "batch_size", "precision"} & set(_UNHASHED_TRAIN_KEYS)
+    assert {"log_every", "threads", "checkpoint_minutes"} <= set(UNHASHED_TRAIN_KEYS)
+    assert not {"epochs", "steps", "seed", "batch_size", "precision"} & set(UNHASHED_TRAIN_KEYS)
     cells = cells_of(write_recipe, plugins, "sweep: {train.seed: [0, 1], train.steps: [null, 20]}\n")
     assert len(cells) == 2 * 2 * 2
     for cell in cells:
@@ -222,7 +222,7 @@ def test_the_cache_key_hashes_the_resolved_configuration_as_documented(write_rec
         assert (config["recipe"], config["method"]) == (cell.recipe, cell.method)
         hashed = {k: v for k, v in config.items() if k not in ("recipe", "sweep", "baselines")}
         hashed["train"] = {k: v for k, v in hashed["train"].items()
-                           if k not in _UNHASHED_TRAIN_KEYS and not (k == "epochs" and config["train"]["steps"])}
+                           if k not in UNHASHED_TRAIN_KEYS and not (k == "epochs" and config["train"]["steps"])}
         hashed["format"] = 3
         blob = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
         assert cell.key() == hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -255,9 +255,9 @@ def test_checkpointing_and_epochs_under_a_step_budget_leave_the_key_and_run_dire
 def test_paths_in_a_configuration_are_written_as_text() -> None:
     from pathlib import Path
 
-    from cmp.config.cells import _plain
+    from cmp.config.cell import plain
 
-    assert _plain({"root": Path("/data/x"), "sizes": (1, [2, Path("y")])}) == {"root": "/data/x", "sizes": [1, [2, "y"]]}
+    assert plain({"root": Path("/data/x"), "sizes": (1, [2, Path("y")])}) == {"root": "/data/x", "sizes": [1, [2, "y"]]}
 
 
 def test_parameters_wrong_only_together_are_one_error_at_their_recipe_key(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
@@ -280,9 +280,9 @@ def test_a_methods_own_components_keep_their_preset_values_unmarked_and_missing_
 
 
 def test_short_values_are_compact_json() -> None:
-    from cmp.config.cells import _short
+    from cmp.config.cell import short
 
-    assert _short({"a": [1, 2]}) == '{"a":[1,2]}' and _short("text") == "text" and _short("XL") == "XL"
+    assert short({"a": [1, 2]}) == '{"a":[1,2]}' and short("text") == "text" and short("XL") == "XL"
 
 
 def test_the_executor_is_the_recipes_or_local_with_its_parameters(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
