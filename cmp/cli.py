@@ -96,7 +96,7 @@ def _format_warning(message: Any, category: type[Warning], filename: str, lineno
 
 def main(argv: list[str] | None = None) -> int:
     """`cmp ARGS`: parse, load the plugins, run the command; its exit code."""
-    warnings.formatwarning = _format_warning  # type: ignore[assignment]
+    warnings.formatwarning = _format_warning
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:

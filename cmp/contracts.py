@@ -13,8 +13,8 @@ from cmp.api.contracts import (
     ImageData,
     Loss,
     MethodPreset,
-    NegativeSource,
     Negatives,
+    NegativeSource,
     PairBatch,
     TargetBranch,
 )

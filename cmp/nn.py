@@ -89,7 +89,7 @@ def update_momentum(target: nn.Module, online: nn.Module, m: float) -> None:
     BatchNorm running statistics, are not touched: the target keeps the statistics of its
     own forward passes.
     """
-    targets = list(target.parameters())
+    targets: list[Tensor] = list(target.parameters())
     sources = [p.detach() for p in online.parameters()]
     if len(targets) != len(sources):
         raise ValueError(f"target has {len(targets)} parameters, online has {len(sources)}: not a copy of it")
@@ -127,6 +127,10 @@ class RingBuffer(nn.Module):
     With `dim=None` the width is taken from the first push, or from the state dict being
     loaded.
     """
+
+    entries: Tensor
+    pointer: Tensor
+    filled: Tensor
 
     def __init__(self, size: int, dim: int | None = None) -> None:
         super().__init__()

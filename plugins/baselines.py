@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from cmp import hookimpl
 from cmp.api import BaselineContext, Encoder, Register, StepOutput
 
-
 STREAMED_SIDE = 32
 """Side raw pixels are downscaled to on a streamed data set: 224 x 224 x 3 inputs would be
 150 528 features per image, too many for the feature bank of a large data set."""

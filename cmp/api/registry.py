@@ -19,7 +19,6 @@ from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS
 from cmp.errors import PluginError, RecipeError
 from cmp.suggest import did_you_mean, unknown_name
 
-
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
 

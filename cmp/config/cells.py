@@ -12,6 +12,7 @@ expands in `cmp.config.sweep`, how cells differ (the dry run's display) in
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,17 @@ from cmp.api.contracts import MethodPreset
 from cmp.api.params import ParamError, ParamSchema, describe_validation_error
 from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS
-from cmp.config.cell import CONFIG_FORMAT, Cell, ResolvedChoice, StepOptions
+from cmp.config.cell import CONFIG_FORMAT, Cell, ResolvedChoice, StepOptions, plain
 from cmp.config.differences import method_differences, resolved_values
 from cmp.config.recipe import (
-    Choice, DataSection, MethodSpec, Parts, Recipe, TrainSection, apply_override, known_keys,
+    Choice,
+    DataSection,
+    MethodSpec,
+    Parts,
+    Recipe,
+    TrainSection,
+    apply_override,
+    known_keys,
 )
 from cmp.config.sweep import ROOT_KEYS, check_sweep_keys, method_values, root_values, sweep_points, with_root_values
 from cmp.devices import missing_device
@@ -235,6 +243,7 @@ def _resolve_choice(
     recipe: Recipe, registry: Registry, slot: str, choice: Choice,
     name_path: str, param_paths: dict[str, str], default_prefix: str,
 ) -> ResolvedChoice:
+    assert choice.name is not None, f"{name_path}: a part is resolved only once it names a component"
     component = registry.get(slot, choice.name, where=_where(recipe, name_path))
     params = _validate(recipe, component.schema, choice.params, param_paths, default_prefix,
                        component.capabilities.check_params)
@@ -289,7 +298,7 @@ def _check_loss_needs(
     assert loss is not None
     needs = registry.get("losses", loss.name).capabilities
     if needs.one_pair and _pair_count(pairs) != 1:
-        shown = pairs if isinstance(pairs, str) else json.dumps(_plain(pairs))
+        shown = pairs if isinstance(pairs, str) else json.dumps(plain(pairs))
         raise _error(recipe, pairs_where, (
             f"loss '{loss.name}' compares one view's batch with another's, so it takes one pair of views "
             f"(pairs: one_way), not {shown}"

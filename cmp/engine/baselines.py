@@ -26,8 +26,8 @@ from cmp.config.cells import Cell, ResolvedChoice
 from cmp.engine.build import BuildContext, build, build_parts, resolve_device
 from cmp.engine.cell_run import progress_reporter
 from cmp.engine.data import DataSet, dataset
-from cmp.engine.runner import Runner
 from cmp.engine.rundir import write_json
+from cmp.engine.runner import Runner
 from cmp.engine.trainer import TrainConfig, Trainer
 from cmp.errors import CmpError
 from cmp.evaluation.features import evaluate_representation

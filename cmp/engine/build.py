@@ -20,9 +20,9 @@ from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS
 from cmp.config.cells import Cell, ResolvedChoice
 from cmp.devices import resolve_device as resolve_device  # where the engine's modules have imported it from
+from cmp.engine.learner import Learner, OnlineNetwork, param_groups, view_pairs
 from cmp.errors import CmpError, PluginError
 from cmp.nn import world_size
-from cmp.engine.learner import Learner, OnlineNetwork, param_groups, view_pairs
 
 
 def build(registry: Registry, choice: ResolvedChoice, *context: Any) -> Any:

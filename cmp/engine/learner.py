@@ -104,7 +104,7 @@ class Learner(nn.Module):
 
     @property
     def encoder(self) -> Encoder:
-        return self.online.encoder  # type: ignore[return-value]
+        return self.online.encoder
 
     def _through(self, module: nn.Module, inputs: dict[int, Tensor], order: Sequence[int]) -> dict[int, Tensor]:
         """Each view through `module`; with `joint_forward`, views of one shape as one batch."""

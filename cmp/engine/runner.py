@@ -19,8 +19,8 @@ from cmp.api.loader import Plugins
 from cmp.api.results import RunInfo, RunResult
 from cmp.config.cells import Cell
 from cmp.config.recipe import DataSection
-from cmp.distributed import SINGLE, Processes, broadcast, process_device
 from cmp.devices import require_device
+from cmp.distributed import SINGLE, Processes, broadcast, process_device
 from cmp.engine.build import resolve_device
 from cmp.engine.cell_run import CellServices, train_and_evaluate
 from cmp.engine.data import Data, load_data

@@ -23,13 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 __all__ = ["BatchSource", "Objective", "Position", "SourceBatch", "TrainConfig", "TrainSummary", "Trainer"]
 
 import torch
 from torch import Tensor
-
 from torch.nn.parallel import DistributedDataParallel
 
 from cmp.api.contracts import Augmentation
@@ -172,9 +171,9 @@ class Trainer:
     def _distributed(self, learner: Objective) -> Any:
         """What a step calls: the learner, wrapped for gradient averaging when several
         processes train a learner with trainable parameters."""
-        if self.processes.distributed and any(p.requires_grad for p in learner.parameters()):  # type: ignore[attr-defined]
+        if self.processes.distributed and any(p.requires_grad for p in learner.parameters()):  # type: ignore[attr-defined]  # an Objective is an nn.Module at run time; the Protocol does not say so
             ids = [self.device.index] if self.device.type == "cuda" else None
-            return DistributedDataParallel(learner, device_ids=ids)  # type: ignore[arg-type]
+            return DistributedDataParallel(learner, device_ids=ids)
         return learner
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -243,7 +242,7 @@ class Trainer:
         micro = self.config.micro_batch
         self.optimizer.zero_grad(set_to_none=True)
         if micro is not None and micro < x.shape[0]:
-            out = cached_step(self.learner, self.forward, views, ids, micro, self._autocast, self.scaler.scale)  # type: ignore[arg-type]
+            out = cached_step(self.learner, self.forward, views, ids, micro, self._autocast, self.scaler.scale)  # type: ignore[arg-type]  # GradScaler.scale is overloaded (tensor or list); cached_step passes tensors
         else:
             with self._autocast():
                 out = self.forward(views, ids)
@@ -272,7 +271,7 @@ class Trainer:
                 if stream is None:  # in memory: index the batch on the device
                     i = p.step_in_epoch
                     ids = p.perm[i * bsz : (i + 1) * bsz][self._mine]
-                    x = self.images[ids]
+                    x = cast(Tensor, self.images)[ids]  # no source: the images are a tensor
                 else:
                     x, ids = next(stream)
                 loss, batch = self._train_step(x, ids)

@@ -116,7 +116,7 @@ def run_evaluators(
     results: dict[str, float] = {}
     for name, evaluator in evaluators.items():
         if progress is not None and hasattr(evaluator, "progress"):
-            evaluator.progress = progress(f"eval/{name}")  # type: ignore[attr-defined]
+            evaluator.progress = progress(f"eval/{name}")
         for metric, value in evaluator(train, test).items():
             results[f"{name}_{metric}"] = float(value)
     return results

@@ -25,7 +25,13 @@ from cmp.report.html import render_html
 from cmp.report.markdown import render_markdown
 from cmp.report.metrics import ReportMetric, report_metrics
 from cmp.report.tables import (
-    baseline_standing, evaluation_protocol, failures_table, loss_table, method_table, settings_table, time_split,
+    baseline_standing,
+    evaluation_protocol,
+    failures_table,
+    loss_table,
+    method_table,
+    settings_table,
+    time_split,
 )
 
 __all__ = [

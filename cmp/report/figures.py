@@ -18,7 +18,14 @@ from typing import Any
 from cmp.api.results import BaselineResult
 from cmp.report.document import Figure
 from cmp.report.figure_data import (
-    BatchSizeData, CurvesData, MetricCurvesData, Panel, Series, batch_size_data, curves_data, metric_curves_data,
+    BatchSizeData,
+    CurvesData,
+    MetricCurvesData,
+    Panel,
+    Series,
+    batch_size_data,
+    curves_data,
+    metric_curves_data,
 )
 from cmp.report.groups import Group
 from cmp.report.metrics import ReportMetric

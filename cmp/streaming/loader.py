@@ -38,7 +38,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cmp.errors import CmpWarning, DataError
-from cmp.streaming.decode import Box, CorruptImage, CropSpec, center_box, crop_generator, decode_bytes, random_crop_box, resized_crop
+from cmp.streaming.decode import (
+    Box,
+    CorruptImage,
+    CropSpec,
+    center_box,
+    crop_generator,
+    decode_bytes,
+    random_crop_box,
+    resized_crop,
+)
 from cmp.streaming.device_decode import Pending, decode_pending, device_decoding_available, image_header
 from cmp.streaming.index import EncodedImages, Subset
 
@@ -93,7 +102,7 @@ class _Decoder(Dataset[Batch]):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, key: Key) -> Batch:  # type: ignore[override]
+    def __getitem__(self, key: Key) -> Batch:
         epoch, ids = key
         out = torch.zeros((len(ids), self.channels, self.size, self.size), dtype=torch.uint8)
         corrupt: list[tuple[int, str]] = []
@@ -263,7 +272,7 @@ class StreamingSource:
             order[i * self.batch_size + first : i * self.batch_size + first + b] for i in range(start_step, self.steps_per_epoch)
         ]
         if self._loader is None:
-            self._loader = DataLoader(self._decoder, batch_size=None, sampler=self._keys, collate_fn=_as_is, **self._loader_options)  # type: ignore[arg-type]
+            self._loader = DataLoader(self._decoder, batch_size=None, sampler=self._keys, collate_fn=_as_is, **self._loader_options)  # type: ignore[arg-type]  # the decoder yields whole batches (batch_size=None); torch's stubs expect a Dataset of samples
         self._end_pass()
         self._pass = _checked(iter(self._loader), self._decoder, self._tally, self.decode_device, epoch)
         return self._pass
@@ -322,7 +331,7 @@ def stream_eval(
     keys.rows = [torch.arange(s, min(stop, s + batch_size)) for s in range(start, stop, batch_size)]
     decoder = _Decoder(images, channels, size, None, 0, fraction, defer_jpeg=device is not None)
     loader = DataLoader(
-        decoder, batch_size=None, sampler=keys, collate_fn=_as_is, num_workers=num_workers,  # type: ignore[arg-type]
+        decoder, batch_size=None, sampler=keys, collate_fn=_as_is, num_workers=num_workers,  # type: ignore[arg-type]  # as above: batches, not samples
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )
     tally = _Tally(images, max_corrupt)
