@@ -241,12 +241,14 @@ class SupportSet(nn.Module):
         return self.memory.values()
 
     @torch.no_grad()
-    def push(self, x: Tensor) -> None:
+    def push(self, x: Tensor, groups: int = 1) -> None:
         """Store the rows of x (n, dim) of every process, L2-normalised, oldest entries overwritten first.
 
-        A collective under torch.distributed: every process calls it with the same n.
+        A collective under torch.distributed: every process calls it with the same n. When
+        x is `groups` equal chunks (one per view, as `PairBatch.keys`), the gathered rows
+        are laid out as one process with the whole batch would push them (`gather_no_grad`).
         """
-        rows = gather_no_grad(x)
+        rows = gather_no_grad(x, groups)
         self.memory.push(F.normalize(_full_precision(rows), dim=1))
 
     @torch.no_grad()
