@@ -1,11 +1,12 @@
-"""Small building blocks for plugin authors: EMA, freezing, a ring buffer, shuffled BatchNorm, gathering,
-global-batch statistics.
+"""Small building blocks for plugin authors: EMA, freezing, a ring buffer, a nearest-neighbour
+support set, shuffled BatchNorm, gathering, global-batch statistics.
 
 Each block is something several contrastive methods need and that is easy to get subtly
 wrong: a momentum update that misses a parameter, a queue that drops keys when a batch
 runs past the end of its buffer, a memory whose pointer is lost on resume, a shuffle that
 is not undone, gathered negatives whose gradient is off by the number of processes,
-batch statistics (Barlow Twins' cross-correlation, VICReg's covariance) taken per process.
+batch statistics (Barlow Twins' cross-correlation, VICReg's covariance) taken per process,
+a support set that starts from random vectors or differs between processes.
 
 A MoCo-like queue and a momentum target, each a few lines with these blocks (the plugin
 guide, docs/plugins.md, shows and runs this example):
@@ -55,6 +56,7 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cmp.distributed import rank, world_size  # one implementation, re-exported for plugins
@@ -63,6 +65,7 @@ ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 __all__ = [
     "RingBuffer",
+    "SupportSet",
     "covariance",
     "cross_correlation",
     "freeze",
@@ -201,6 +204,81 @@ def _mirror_counters(module: RingBuffer, incompatible_keys: Any) -> None:
     """Mirror the loaded pointer and fill count as ints."""
     module._pointer = int(module.pointer)
     module._filled = int(module.filled)
+
+
+class SupportSet(nn.Module):
+    """NNCLR's support set: a FIFO memory of unit embeddings, and each query's nearest entry in it.
+
+    `push(x)` L2-normalises the rows of x (n, dim), detached, gathers them from every
+    process in rank order (`gather_no_grad`) and stores them in a `RingBuffer`: every
+    process then holds the same support set, the one a single process with the whole
+    batch would hold, and a push that runs past the end wraps around (no row of a batch is
+    dropped; one larger than `size` keeps its last `size` rows). It starts empty and only
+    the `count` rows pushed so far are searched (no random initial entries), so
+    `nearest` on an empty support set is an error: the caller decides what stands in.
+
+    `nearest(queries)` (n, dim) returns, for each query, the stored entry of highest
+    cosine similarity (the first on a tie), without gradient. The search runs in full
+    precision outside autocast, so bfloat16 rounding cannot change which entry is chosen,
+    and `chunk` queries at a time, so the (n, size) similarities of a large batch against
+    a large support set are never held at once. The entries are buffers: checkpointed
+    and restored with the module.
+    """
+
+    def __init__(self, size: int, dim: int | None = None, chunk: int = 1024) -> None:
+        super().__init__()
+        if chunk < 1:
+            raise ValueError(f"a support set searches chunk >= 1 queries at a time, got {chunk}")
+        self.memory = RingBuffer(size, dim)
+        self.chunk = chunk
+
+    @property
+    def size(self) -> int:
+        """How many entries the support set holds once full."""
+        return self.memory.size
+
+    @property
+    def count(self) -> int:
+        """How many entries have been pushed (at most `size`)."""
+        return self.memory.count
+
+    def values(self) -> Tensor:
+        """(count, dim) the stored unit rows, in buffer order."""
+        return self.memory.values()
+
+    @torch.no_grad()
+    def push(self, x: Tensor, groups: int = 1) -> None:
+        """Store the rows of x (n, dim) of every process, L2-normalised, oldest entries overwritten first.
+
+        A collective under torch.distributed: every process calls it with the same n. When
+        x is `groups` equal chunks (one per view, as `PairBatch.keys`), the gathered rows
+        are laid out as one process with the whole batch would push them (`gather_no_grad`).
+        """
+        rows = gather_no_grad(x, groups)
+        self.memory.push(F.normalize(_full_precision(rows), dim=1))
+
+    @torch.no_grad()
+    def nearest_indices(self, queries: Tensor) -> Tensor:
+        """(n,) for each query (n, dim), the index in `values()` of its most cosine-similar entry."""
+        if self.count == 0:
+            raise ValueError("the support set is empty: nothing has been pushed yet")
+        stored = self.values()
+        with torch.autocast(queries.device.type, enabled=False):
+            unit = F.normalize(_full_precision(queries.detach()), dim=1).to(stored.dtype)
+            return torch.cat([(part @ stored.T).argmax(dim=1) for part in unit.split(self.chunk)])
+
+    @torch.no_grad()
+    def nearest(self, queries: Tensor) -> Tensor:
+        """(n, dim) the stored entry most cosine-similar to each query (n, dim), detached."""
+        return self.values()[self.nearest_indices(queries)]
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, chunk={self.chunk}"
+
+
+def _full_precision(x: Tensor) -> Tensor:
+    """float16/bfloat16 -> float32; other dtypes unchanged (float64 stays float64)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def shuffle_batch(x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

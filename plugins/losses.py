@@ -38,13 +38,21 @@ def similarities(
 
 
 def nt_xent(
-    anchors: Tensor, positives: Tensor, negatives: Negatives | None, *, temperature: Positive = 0.1
+    anchors: Tensor, positives: Tensor, negatives: Negatives | None, *, temperature: Positive = 0.1,
+    query: Literal["anchor", "positive"] = "anchor",
 ) -> Tensor:
     """NT-Xent, SimCLR's eq. (1): -log softmax of the positive among itself and the negatives.
 
     l_i = -log( exp(s_ip / t) / (exp(s_ip / t) + sum_k exp(s_ik / t)) ), k over the
     anchor's valid negatives; MoCo's InfoNCE is the same with queue negatives.
+
+    `query` is the side whose similarities the softmax runs over: the anchor (SimCLR,
+    MoCo), or the positive, compared with the bank's rows (NNCLR's eq. 2, where the
+    support set's neighbour NN(z_i) is the query and the other view's predictions, its
+    positive p_i and the bank of `in_batch`'s `keys: anchor_view`, are the candidates).
     """
+    if query == "positive":
+        anchors, positives = positives, anchors
     pos, neg, valid = similarities(anchors, positives, negatives)
     logits = (pos / temperature).unsqueeze(1)
     if neg is not None:

@@ -64,6 +64,93 @@ BYOL = MethodPreset(
     "BYOL (Grill et al. 2020): predictor, EMA target with tau 0.99 -> 1, 2 - 2 cos, no negatives.",
 )
 
+MOCO_V3 = MethodPreset(
+    {
+        "augmentation": {"name": "byol", "params": {"crop_scale": [0.2, 1.0]}},
+        "encoder": "resnet18",
+        "projection_head": {
+            "name": "mlp",
+            "params": {"hidden_dim": 4096, "out_dim": 256, "num_layers": 2, "last_batch_norm": True},
+        },
+        "predictor": {"name": "mlp", "params": {"hidden_dim": 4096, "out_dim": 256, "num_layers": 2}},
+        "target": {"name": "momentum", "params": {"momentum": 0.99, "schedule": "cosine"}},
+        "negative_source": {"name": "in_batch", "params": {"keys": "positive_view"}},
+        "loss": {"name": "moco_v3_infonce", "params": {"temperature": 1.0}},
+        "optimizer": {"name": "lars", "params": {"lr": 0.6, "lr_scaling": "linear", "weight_decay": 1e-6}},
+        "schedule": {"name": "cosine", "params": {"warmup_epochs": 10}},
+        "pairs": "symmetric",
+        "joint_forward": False,
+    },
+    "MoCo v3 (Chen, Xie & He 2021): momentum encoder and predictor, no queue, each query against "
+    "the N keys of the other view, 2t InfoNCE with t=1.0, momentum 0.99 -> 1 (cosine), LARS.",
+)
+"""MoCo v3 in its authors' ResNet setup (facebookresearch/moco-v3: main_moco.py defaults,
+moco/builder.py `MoCo_ResNet`, and CONFIG.md's ResNet-50 commands):
+
+- loss `ctr(q1, k2) + ctr(q2, k1)`, ctr = 2t CrossEntropy(q k^T / t): `moco_v3_infonce`
+  with `in_batch` `keys: positive_view`, each query against the N momentum keys of the
+  other view (Algorithm 1); cmp averages over the two pairs, so the loss and its
+  gradient are half of Algorithm 1's (`tests/plugins/test_moco_v3_nnclr.py`).
+  LARS's trust ratio makes the weights' steps independent of that factor (up to the
+  1e-6 weight decay's share); biases and BatchNorm, which LARS leaves unadapted, take
+  half the official step.
+- t = 1.0: the code's default (`--moco-t`), used by every ResNet-50 command; 0.2 is
+  the ViT commands' value. cmp's encoders are ResNets and small convnets, and the
+  rest of this preset (LARS, 2-layer projector) is the ResNet setup t = 1.0 belongs to.
+- momentum 0.99 rising to 1 on a half-cosine over training (`--moco-m 0.99
+  --moco-m-cos`, every command in CONFIG.md): the `momentum` target's `cosine`
+  schedule, the same formula; the authors update the key encoder before each step's
+  forward with the coming step's m, cmp after each step with the next one's, which is
+  the same sequence of weights. No BatchNorm shuffle (v3 has none).
+- projector: 2 layers, hidden 4096, out 256, BatchNorm on the hidden layer and an
+  affine-free one on the output, no biases; predictor: 2 layers, hidden 4096, out 256,
+  no output BatchNorm (cmp's `mlp` keeps the predictor's last bias, which the authors'
+  has not).
+- LARS, lr 0.6 x B/256, weight decay 1e-6, momentum 0.9, trust coefficient 1e-3, no
+  decay or adaptation for biases and norms; 10 warm-up epochs then cosine decay.
+- BYOL's augmentations with the minimum crop scale 0.2 (`--crop-min=.2` in every
+  ResNet-50 command); the views go through the network one at a time (`q1`, `q2`).
+"""
+
+NNCLR = MethodPreset(
+    {
+        "augmentation": "byol",
+        "encoder": "resnet18",
+        "projection_head": {
+            "name": "mlp",
+            "params": {"hidden_dim": 2048, "out_dim": 256, "num_layers": 3, "last_batch_norm": True},
+        },
+        "predictor": {"name": "mlp", "params": {"hidden_dim": 4096, "out_dim": 256, "num_layers": 2}},
+        "target": {"name": "nearest_neighbour", "params": {"size": 98_304}},
+        "negative_source": {"name": "in_batch", "params": {"keys": "anchor_view"}},
+        "loss": {"name": "nt_xent", "params": {"temperature": 0.1, "query": "positive"}},
+        "optimizer": {"name": "lars", "params": {"lr": 0.3, "lr_scaling": "linear", "weight_decay": 1e-6}},
+        "schedule": {"name": "cosine", "params": {"warmup_epochs": 10}},
+        "pairs": "symmetric",
+        "joint_forward": True,
+    },
+    "NNCLR (Dwibedi et al. 2021): the positive is the nearest neighbour in a support set of "
+    "98 304 past embeddings, NT-Xent t=0.1 against the other view's predictions, LARS.",
+)
+"""NNCLR as the paper describes it (Dwibedi et al. 2021, section 3 and 4.1; no official
+code was released):
+
+- loss, eq. 2 symmetrised: -log exp(NN(z_i) . p_i+ / t) / sum_k exp(NN(z_i) . p_k+ / t),
+  the support set's nearest neighbour of view 1's z as the query, view 2's predictions
+  as candidates (its own and the N - 1 other images'), and the same with the views
+  swapped, averaged: `nearest_neighbour` target, `nt_xent` with `query: positive`,
+  `in_batch` with `keys: anchor_view` (solo-learn's `nnclr_loss_func` computes the same).
+- t = 0.1, support set 98 304 (ImageNet, batches of 4096), d = 256: the paper's. The
+  support set receives one view's embeddings per image and step (solo-learn's choice;
+  the paper does not say which view). A recipe on a data set smaller than ImageNet
+  takes a smaller support set (`recipes/nnclr.yaml`: about a tenth of the training set,
+  as 98 304 is of ImageNet's).
+- projector 3 layers (2048, 2048, 256) with BatchNorm, the output's too (affine-free
+  here, as solo-learn's reimplementation normalises it); predictor 2 layers (4096, 256).
+- LARS, lr 0.3 x B/256, weight decay 1e-6, 10 warm-up epochs then cosine decay, BYOL's
+  augmentations; views forwarded as one batch, as SimCLR's code, which NNCLR builds on.
+"""
+
 
 SIMSIAM = MethodPreset(
     {
@@ -165,3 +252,5 @@ def cmp_register_methods(register: Register) -> None:
     register("simsiam", SIMSIAM)
     register("barlow_twins", BARLOW_TWINS)
     register("vicreg", VICREG)
+    register("moco_v3", MOCO_V3)
+    register("nnclr", NNCLR)

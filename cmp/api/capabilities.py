@@ -21,6 +21,10 @@ CheckParams = Callable[[dict[str, Any]], None]
 """Checks a component's validated parameters together; raises `cmp.api.ParamError((name,),
 message)` naming the parameter to blame."""
 
+CheckCell = Callable[[Mapping[str, Any], Any], None]
+"""Checks a part's validated parameters against the rest of its cell (a `cmp.api.CellSpec`);
+raises `cmp.api.ParamError((name,), message)` naming the parameter to blame."""
+
 RootHint = Callable[[str], str]
 """`data.root` as written -> the end of the message saying what that folder should hold."""
 
@@ -30,6 +34,8 @@ class Capabilities:
     """Every capability, with its default (what a component that does not declare it gets).
 
     check_params:       parameters wrong only together (any slot with parameters)
+    check_cell:         a part's parameters that do not fit the rest of its cell, such as
+                        a support set smaller than `train.batch_size` (a method's parts)
     needs_negatives:    a loss that cannot work without negatives (losses)
     one_pair:           a loss that takes one pair of views (`pairs: one_way`): its batch
                         statistics compare one view with the other (losses)
@@ -44,6 +50,7 @@ class Capabilities:
     """
 
     check_params: CheckParams | None = None
+    check_cell: CheckCell | None = None
     needs_negatives: bool = False
     one_pair: bool = False
     min_batch: int | None = None
@@ -119,6 +126,7 @@ def _metrics(value: Any, what: str) -> dict[str, MetricInfo]:
 
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "check_params": _function,
+    "check_cell": _function,
     "needs_negatives": _flag,
     "one_pair": _flag,
     "min_batch": _count,

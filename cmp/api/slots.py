@@ -45,7 +45,7 @@ class Slot:
     kind: Kind
     recipe_key: str
     told: tuple[str, ...] = ()
-    capabilities: tuple[str, ...] = ("check_params",)
+    capabilities: tuple[str, ...] = ("check_params", "check_cell")
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,9 @@ SLOTS: dict[str, Slot] = {
         Slot("targets", "target branch", "where positives come from: shared or momentum", "factory",
              "methods.NAME.target", ("online", "dim")),
         Slot("negative_sources", "negative source", "negatives for each anchor", "factory",
-             "methods.NAME.negative_source", ("dim",), ("check_params", "provides_negatives")),
+             "methods.NAME.negative_source", ("dim",), ("check_params", "check_cell", "provides_negatives")),
         Slot("losses", "loss", "(anchors, positives, negatives) -> scalar", "function",
-             "methods.NAME.loss", (), ("check_params", "needs_negatives", "one_pair", "min_batch")),
+             "methods.NAME.loss", (), ("check_params", "check_cell", "needs_negatives", "one_pair", "min_batch")),
         Slot("optimizers", "optimizer", "parameter groups -> torch optimizer", "factory",
              "methods.NAME.optimizer", ("param_groups", "batch_size")),
         Slot("schedules", "schedule", "learning-rate schedule over steps", "factory",

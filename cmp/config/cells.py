@@ -98,7 +98,28 @@ def _resolve_cells(
         for i, name in enumerate(model.baselines)
     )
     parts, step = _resolve_method(recipe, registry, method, _sweep_layer(recipe, swept, where), where)
-    return [Cell(recipe.name, method, data, train, parts, step, evaluators, baselines)]
+    cell = Cell(recipe.name, method, data, train, parts, step, evaluators, baselines)
+    _check_parts_in_cell(recipe, registry, cell)
+    return [cell]
+
+
+def _check_parts_in_cell(recipe: Recipe, registry: Registry, cell: Cell) -> None:
+    """Each part's `check_cell(params, cell)`, registered beside its component: what the part
+    requires of the rest of the cell (NNCLR's support set at least one `train.batch_size`),
+    refused as one error at the parameter its `ParamError` names."""
+    for choice in cell.parts.values():
+        if choice is None:
+            continue
+        check = registry.get(choice.slot, choice.name).capabilities.check_cell
+        if check is None:
+            continue
+        try:
+            check(choice.params, cell)
+        except ParamError as exc:
+            prefix = f"{choice.where.rsplit('.', 1)[0]}.params"
+            head = choice.param_sources.get(exc.loc[0]) if exc.loc else None
+            path = ".".join((head or f"{prefix}.{exc.loc[0]}", *exc.loc[1:])) if exc.loc else prefix
+            raise _error(recipe, path, exc.message) from None
 
 
 def _sweep_layer(recipe: Recipe, swept: dict[str, Any], where: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ statistics must be those of the global batch.
 
 Two gloo processes on this CPU, each with half of every global batch, against one process
 with the whole batch: the loss of every step, every parameter's gradient (after DDP's
-averaging), the parameters after k optimizer steps, and the MoCo queue must agree to
+averaging), the parameters after k optimizer steps, the MoCo queue and the NNCLR support set must agree to
 1e-5 (float64, an encoder without BatchNorm, so the processes' batch statistics cannot
 differ). The processes are started and joined by the test.
 """
@@ -44,7 +44,8 @@ from cmp_plugins.regression_losses import negative_cosine
 from cmp_plugins.schedules import cosine
 from cmp_plugins.negatives import in_batch, none
 from cmp_plugins.queue import queue
-from cmp_plugins.targets import shared
+from cmp_plugins.contrastive_losses import moco_v3_infonce
+from cmp_plugins.targets import nearest_neighbour, shared
 
 STEPS, BATCH, WORLD = 3, 16, 2
 
@@ -64,7 +65,11 @@ CASES: dict[str, dict[str, Any]] = {
                      "optimizer": (lars, {"lr": 0.2, "bias_lr": 0.0048, "weight_decay": 1.5e-6, "lr_scaling": "none"})},
     "vicreg": {"target": "shared", "negatives": "none", "loss": (vicreg, {}), "pairs": "one_way", "joint": False,
                "optimizer": (lars, {"lr": 0.2, "weight_decay": 1e-6, "lr_scaling": "none"})},
+    "moco_v3": {"target": "moco_v3", "negatives": "positive_view", "loss": (moco_v3_infonce, {"temperature": 0.2}), "pairs": "symmetric", "joint": False},
+    "nnclr": {"target": "nnclr", "negatives": "anchor_view", "loss": (losses.nt_xent, {"temperature": 0.1, "query": "positive"}), "pairs": "symmetric", "joint": True},
 }
+PREDICTED = ("byol", "moco_v3", "nnclr")
+"""Targets whose method has a predictor on the online branch."""
 
 
 class LinearEncoder(Encoder):
@@ -82,17 +87,21 @@ class LinearEncoder(Encoder):
 def build(case: dict[str, Any]) -> Learner:
     torch.manual_seed(0)
     online = OnlineNetwork(LinearEncoder(), mlp(12, hidden_dim=16, out_dim=8, batch_norm=False))
-    predictor = mlp(8, hidden_dim=16, out_dim=8, batch_norm=False) if case["target"] == "byol" else None
+    predictor = mlp(8, hidden_dim=16, out_dim=8, batch_norm=False) if case["target"] in PREDICTED else None
     if case["target"] == "simsiam":
         predictor = mlp(8, hidden_dim=4, out_dim=8, batch_norm=False, fixed_lr=True)
         target = shared(online, 8, stop_gradient=True)
     elif case["target"] == "shared":
         target = shared(online, 8)
-    elif case["target"] == "byol":
+    elif case["target"] == "nnclr":
+        target = nearest_neighbour(online, 8, size=40)  # 3 steps of 16 rows: the third wraps
+    elif case["target"] in ("byol", "moco_v3"):
         target = momentum(online, 8, momentum=0.9, schedule="cosine")
     else:
         target = momentum(online, 8, momentum=0.9, bn_shuffle_groups=2)
-    negatives = {"in_batch": in_batch(8), "queue": queue(8, size=40), "none": none(8)}[case["negatives"]]
+    negatives = {"in_batch": in_batch(8), "positive_view": in_batch(8, keys="positive_view"),
+                 "anchor_view": in_batch(8, keys="anchor_view"), "queue": queue(8, size=40),
+                 "none": none(8)}[case["negatives"]]
     loss_fn, params = case["loss"]
     return Learner(online, predictor, target, negatives, functools.partial(loss_fn, **params),
                    view_pairs(case["pairs"], 2, 2), case["joint"])
@@ -182,7 +191,7 @@ def test_two_processes_with_half_batches_train_as_one_with_the_whole_batch(runs:
             torch.testing.assert_close(got["params"][key], want, atol=1e-5, rtol=0, msg=key)
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if n.startswith("moco")])
+@pytest.mark.parametrize("name", [n for n in CASES if n.startswith("moco-")])
 def test_the_queue_is_the_same_on_every_process_and_as_one_process_fills_it(runs: dict[str, Any], name: str) -> None:
     key = "negative_source.past_keys.entries"
     want = runs["single"][name]["params"][key]
@@ -190,6 +199,15 @@ def test_the_queue_is_the_same_on_every_process_and_as_one_process_fills_it(runs
     for rank in runs["ranks"]:
         assert torch.equal(rank[name]["params"][key], runs["ranks"][0][name]["params"][key])
         torch.testing.assert_close(rank[name]["params"][key], want, atol=1e-6, rtol=0)
+
+
+def test_the_nnclr_support_set_is_the_same_on_every_process_and_as_one_process_fills_it(runs: dict[str, Any]) -> None:
+    key = "target.support.memory.entries"
+    want = runs["single"]["nnclr"]["params"]
+    assert want["target.support.memory.filled"].item() == 40 and want["target.support.memory.pointer"].item() == 48 % 40
+    for rank in runs["ranks"]:
+        assert torch.equal(rank["nnclr"]["params"][key], runs["ranks"][0]["nnclr"]["params"][key])
+        torch.testing.assert_close(rank["nnclr"]["params"][key], want[key], atol=1e-6, rtol=0)
 
 
 RECIPE = """\

@@ -1,8 +1,9 @@
-"""A negative source and a target branch from a test plugin, with no engine change.
+"""A negative source from a test plugin, with no engine change, beside cmp's nearest-neighbour target.
 
-`tests.helpers.nnclr_plugin` adds NNCLR-like support sets: nearest-neighbour hard
-negatives (`nn_support`) and nearest-neighbour positives (`nn_shared`). They are checked
-against brute-force references, through a checkpoint, and in a short training run.
+`tests.helpers.nnclr_plugin` adds nearest-neighbour hard negatives (`nn_support`) kept in
+a `cmp.nn.SupportSet`; cmp's own `nearest_neighbour` target (NNCLR's positives) keeps
+its support set in the same block. Both are checked against brute-force references,
+through a checkpoint, and in a short training run.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ methods:
     negative_source: {name: nn_support, params: {size: 300, k: 16}}
   nnclr:
     preset: simclr
-    target: {name: nn_shared, params: {size: 300}}
+    target: {name: nearest_neighbour, params: {size: 300}}
   plain:
     preset: simclr
 eval: {knn: {k: 20}}
@@ -75,12 +76,13 @@ def by_first_column(rows: Tensor) -> Tensor:
     return rows[rows[:, 0].argsort()]
 
 
-def test_the_plugin_registers_both_components_with_typed_parameters(loaded: Plugins) -> None:
+def test_the_plugin_registers_its_source_and_cmp_its_target_with_typed_parameters(loaded: Plugins) -> None:
     source = loaded.registry.get("negative_sources", "nn_support")
-    target = loaded.registry.get("targets", "nn_shared")
-    assert source.provider.plugin == MODULE and target.provider.plugin == MODULE
+    target = loaded.registry.get("targets", "nearest_neighbour")
+    assert source.provider.plugin == MODULE and target.provider.plugin == "targets"
     assert source.schema is not None and source.schema.names() == ["size", "k"]
     assert target.schema is not None and target.schema.names() == ["size"]
+    assert target.schema.validate({}) == {"size": 98_304}  # NNCLR's ImageNet support set
     assert source.schema.validate({"size": "12"}) == {"size": 12, "k": 64}
 
 
@@ -91,7 +93,7 @@ def test_the_support_set_keeps_the_last_keys_first_in_first_out(loaded: Plugins)
         chunk = stream[start : start + 7]
         source.update(batch_of(chunk, chunk))
     torch.testing.assert_close(by_first_column(source.support.values()), by_first_column(stream[-10:]))
-    assert int(source.support.pointer) == 26 % 10 and int(source.support.filled) == 10
+    assert int(source.support.memory.pointer) == 26 % 10 and source.support.count == 10
     assert source.stats() == {"negative_support_fill": 1.0}
 
 
@@ -126,16 +128,18 @@ def test_negatives_are_each_anchors_k_nearest_entries(loaded: Plugins) -> None:
 
 
 def test_nearest_neighbour_positives_match_brute_force(loaded: Plugins) -> None:
-    target = loaded.registry.get("targets", "nn_shared").build(nn.Identity(), 6, size=12)
+    target = loaded.registry.get("targets", "nearest_neighbour").build(nn.Identity(), 6, size=12)
     first = {0: unit(5, 6, seed=4), 1: unit(5, 6, seed=5)}
-    assert target.positives([], [0, 1], first) == first  # empty support set: the embeddings themselves
-    target.update(nn.Identity(), 0.1, keys_batch(first))
+    stand_ins = target.positives([], [0, 1], first)
+    for v in (0, 1):  # empty support set: the embeddings themselves, without gradient
+        assert torch.equal(stand_ins[v], first[v]) and not stand_ins[v].requires_grad
+    target.update(nn.Identity(), 0.1, keys_batch(stand_ins))
     for step in range(3):
         chosen = target.positives([], [0, 1], {0: unit(5, 6, seed=10 + step), 1: unit(5, 6, seed=20 + step)})
         target.update(nn.Identity(), 0.2, keys_batch(chosen))  # batch.keys: the neighbours it chose
-    order = [first[0], first[1]]  # enqueued: the first step's online views, then each later step's
+    order = [first[0]]  # stored: the first positive view's online embeddings of each step
     for step in range(3):
-        order += [unit(5, 6, seed=10 + step), unit(5, 6, seed=20 + step)]
+        order += [unit(5, 6, seed=10 + step)]
     stored = torch.cat(order)[-12:].tolist()
 
     online = unit(5, 6, seed=99).requires_grad_(True)
@@ -144,25 +148,25 @@ def test_nearest_neighbour_positives_match_brute_force(loaded: Plugins) -> None:
     for row in range(5):
         best = max(stored, key=lambda entry: cosine(online[row].tolist(), entry))
         torch.testing.assert_close(out[1][row], torch.tensor(best), rtol=1e-5, atol=1e-6)
-    assert target.stats() == {"positive_support_fill": 1.0}
+    assert target.stats() == {"support_fill": 1.0}
 
 
 def test_support_sets_survive_a_checkpoint_round_trip(loaded: Plugins, tmp_path: Path) -> None:
     registry = loaded.registry
     source = registry.get("negative_sources", "nn_support").build(8, size=10, k=3)
-    target = registry.get("targets", "nn_shared").build(nn.Identity(), 8, size=10)
+    target = registry.get("targets", "nearest_neighbour").build(nn.Identity(), 8, size=10)
     keys = unit(13, 8, seed=6)
     source.update(batch_of(keys, keys))
     target.update(nn.Identity(), 0.5, keys_batch(target.positives([], [0], {0: keys})))
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"source": source.state_dict(), "target": target.state_dict()})
     state = load_checkpoint(path)
-    assert set(state["source"]) == {"support.entries", "support.pointer", "support.filled"}
+    assert set(state["source"]) == {"support.memory.entries", "support.memory.pointer", "support.memory.filled"}
 
     restored_source = registry.get("negative_sources", "nn_support").build(8, size=10, k=3)
     restored_source.load_state_dict(state["source"])
-    restored_target = registry.get("targets", "nn_shared").build(nn.Identity(), 8, size=10)
-    assert restored_target.support.entries.shape == (10, 8)  # the factory is told the width
+    restored_target = registry.get("targets", "nearest_neighbour").build(nn.Identity(), 8, size=10)
+    assert restored_target.support.memory.entries.shape == (10, 8)  # the factory is told the width
     restored_target.load_state_dict(state["target"])
 
     anchors = unit(4, 8, seed=7)
@@ -173,8 +177,8 @@ def test_support_sets_survive_a_checkpoint_round_trip(loaded: Plugins, tmp_path:
     more = unit(4, 8, seed=8)
     for s in (source, restored_source):
         s.update(batch_of(more, more))
-    torch.testing.assert_close(restored_source.support.entries, source.support.entries)
-    assert int(restored_source.support.pointer) == int(source.support.pointer) == 4  # 13 > 10 keys: the last 10 kept
+    torch.testing.assert_close(restored_source.support.values(), source.support.values())
+    assert int(restored_source.support.memory.pointer) == int(source.support.memory.pointer) == 4  # 13 > 10 keys: the last 10 kept
 
 
 def test_a_short_training_run_with_each_mechanism(tmp_path: Path) -> None:
@@ -199,6 +203,7 @@ def test_a_short_training_run_with_each_mechanism(tmp_path: Path) -> None:
         # mechanism differs, and CPU runs are deterministic, so any difference is its doing
         assert result["train"]["final_loss"] != plain["train"]["final_loss"]
         learner = load_checkpoint(checkpoint)["learner"]
-        assert int(learner[f"{slot}.support.filled"]) == 300
-        assert int(learner[f"{slot}.support.pointer"]) == steps * 2 * 64 % 300  # two key views per step
-        assert learner[f"{slot}.support.entries"].shape == (300, 16)
+        assert int(learner[f"{slot}.support.memory.filled"]) == 300
+        rows = 2 * 64 if slot == "negative_source" else 64  # both key views, or the target's first view
+        assert int(learner[f"{slot}.support.memory.pointer"]) == steps * rows % 300
+        assert learner[f"{slot}.support.memory.entries"].shape == (300, 16)

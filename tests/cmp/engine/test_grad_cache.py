@@ -1,6 +1,6 @@
 """Gradient caching: the loss and every parameter's gradient of a step in chunks equal the
 whole batch's (no BatchNorm), for SimCLR, MoCo, BYOL, SimSiam, Barlow Twins and VICReg
-(whose losses are statistics of the whole batch); the second pass replays
+(whose losses are statistics of the whole batch), MoCo v3 and NNCLR; the second pass replays
 the first one's random draws; a batch of 4096 trains in chunks of 256 on this machine."""
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from cmp_plugins.regression_losses import negative_cosine
 from cmp_plugins.momentum import momentum
 from cmp_plugins.negatives import in_batch, none
 from cmp_plugins.queue import queue
-from cmp_plugins.targets import shared
+from cmp_plugins.contrastive_losses import moco_v3_infonce
+from cmp_plugins.targets import nearest_neighbour, shared
 
 class SmallEncoder(Encoder):
     """Flatten, linear, ReLU, optional dropout: no BatchNorm."""
@@ -59,6 +60,18 @@ def learner_for(method: str, dropout: float = 0.0) -> Learner:
         predictor = mlp(8, hidden_dim=16, out_dim=8, batch_norm=False)
         return Learner(online, predictor, momentum(online, 8, schedule="cosine"), none(8), losses.cosine_regression,
                        view_pairs("symmetric", 2, 2), False)
+    if method == "moco_v3":
+        predictor = mlp(8, hidden_dim=16, out_dim=8, batch_norm=False)
+        return Learner(online, predictor, momentum(online, 8, momentum=0.9, schedule="cosine"),
+                       in_batch(8, keys="positive_view"), functools.partial(moco_v3_infonce, temperature=0.2),
+                       view_pairs("symmetric", 2, 2), False)
+    if method == "nnclr":
+        predictor = mlp(8, hidden_dim=16, out_dim=8, batch_norm=False)
+        target = nearest_neighbour(online, 8, size=64)
+        target.support.push(torch.randn(40, 8, generator=torch.Generator().manual_seed(5)))
+        return Learner(online, predictor, target, in_batch(8, keys="anchor_view"),
+                       functools.partial(losses.nt_xent, temperature=0.1, query="positive"),
+                       view_pairs("symmetric", 2, 2), True)
     if method == "simsiam":
         predictor = mlp(8, hidden_dim=4, out_dim=8, batch_norm=False, fixed_lr=True)
         return Learner(online, predictor, shared(online, 8, stop_gradient=True), none(8), negative_cosine,
@@ -80,7 +93,8 @@ def no_autocast() -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco-one_way", "moco-symmetric", "byol", "simsiam", "barlow_twins", "vicreg"])
+@pytest.mark.parametrize("method", ["simclr", "moco-one_way", "moco-symmetric", "byol", "simsiam", "barlow_twins", "vicreg",
+                                    "moco_v3", "nnclr"])
 @pytest.mark.parametrize("micro", [8, 5, 32])
 def test_chunked_loss_and_gradients_equal_the_whole_batch(method: str, micro: int) -> None:
     torch.set_default_dtype(torch.float64)
@@ -100,6 +114,17 @@ def test_chunked_loss_and_gradients_equal_the_whole_batch(method: str, micro: in
         torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=0, msg=name)
     assert got.batch is not None and want.batch is not None
     torch.testing.assert_close(got.batch.keys.detach(), want.batch.keys.detach())
+
+
+def test_in_chunks_nnclr_stores_the_whole_batchs_embeddings_in_its_support_set() -> None:
+    views, ids = inputs()
+    whole, chunked = learner_for("nnclr"), learner_for("nnclr")
+    want = whole(views, ids)
+    got = cached_step(chunked, chunked, views, ids, 8, no_autocast, lambda loss: loss)
+    whole.after_step(want.batch, 0.5)
+    chunked.after_step(got.batch, 0.5)
+    assert chunked.target.support.count == whole.target.support.count == 64  # 40 + 32 rows: wrapped
+    torch.testing.assert_close(chunked.target.support.values(), whole.target.support.values(), atol=1e-6, rtol=0)
 
 
 def test_the_second_pass_replays_the_first_passs_dropout() -> None:
