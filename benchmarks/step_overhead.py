@@ -203,9 +203,77 @@ def bare_vicreg(model: Model, cell: Cell, generator: torch.Generator, autocast: 
     return step
 
 
+def bare_moco_v3(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
+    """MoCo v3 as its Algorithm 1: predictor, momentum encoder on a cosine schedule, ctr over the other view's keys."""
+    online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
+    predictor = model.learner.predictor
+    assert predictor is not None, "MoCo v3 needs a predictor"
+    key_net = copy.deepcopy(online).requires_grad_(False)
+    tau = cell.parts["loss"].params["temperature"]
+    m = cell.parts["target"].params.get("momentum", 0.99)  # the cosine schedule's m costs the same
+
+    def ctr(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+        return F.cross_entropy(q @ k.T / tau, torch.arange(q.shape[0], device=q.device)) * 2 * tau
+
+    def step(x: torch.Tensor) -> None:
+        with autocast():
+            v1, v2 = _views(aug, x, generator, cell)
+            q1, q2 = predictor(online(v1)), predictor(online(v2))
+            with torch.no_grad():
+                k1, k2 = key_net(v1), key_net(v2)
+            loss = (ctr(q1, k2) + ctr(q2, k1)) / 2  # cmp's mean over the two pairs
+        _optimise(loss, opt, sched)
+        _ema(key_net, online, m)
+
+    return step
+
+
+def bare_nnclr(model: Model, cell: Cell, generator: torch.Generator, autocast: Any) -> BareStep:
+    """NNCLR as usually hand-written (solo-learn's): a queue of z, nearest neighbours, eq. 2 both ways."""
+    online, aug, opt, sched = model.learner.online, model.augmentation, model.optimizer, model.schedule
+    predictor = model.learner.predictor
+    assert predictor is not None, "NNCLR needs a predictor"
+    tau = cell.parts["loss"].params["temperature"]
+    size = cell.parts["target"].params["size"]
+    support: torch.Tensor | None = None
+    pointer = filled = 0
+
+    def nearest(z: torch.Tensor) -> torch.Tensor:
+        if support is None or filled == 0:
+            return z.detach()
+        stored = support[:filled]
+        return stored[(F.normalize(z.detach().float(), dim=1) @ stored.T).argmax(dim=1)]
+
+    def term(nn_z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        logits = F.normalize(nn_z.float(), dim=1) @ F.normalize(p.float(), dim=1).T / tau
+        return F.cross_entropy(logits, torch.arange(p.shape[0], device=p.device))
+
+    def step(x: torch.Tensor) -> None:
+        nonlocal support, pointer, filled
+        with autocast():
+            v1, v2 = _views(aug, x, generator, cell)
+            z1, z2 = online(torch.cat([v1, v2])).chunk(2)
+            p1, p2 = predictor(torch.cat([z1, z2])).chunk(2)
+            with torch.no_grad():
+                nn1, nn2 = nearest(z1), nearest(z2)
+            loss = (term(nn1, p2) + term(nn2, p1)) / 2
+        _optimise(loss, opt, sched)
+        with torch.no_grad():
+            rows = F.normalize(z1.detach().float(), dim=1)
+            if support is None:
+                support = torch.zeros(size, rows.shape[1], device=rows.device)
+            idx = (torch.arange(rows.shape[0], device=rows.device) + pointer) % size
+            support[idx] = rows
+            pointer, filled = (pointer + rows.shape[0]) % size, min(size, filled + rows.shape[0])
+
+    return step
+
+
 BARE_LOOPS: dict[str, Callable[..., BareStep]] = {
     "simclr": bare_simclr, "moco": bare_moco, "byol": bare_byol,
     "simsiam": bare_simsiam, "barlow_twins": bare_barlow_twins, "vicreg": bare_vicreg,
+    "moco_v3": bare_moco_v3, "nnclr": bare_nnclr,
 }
 
 

@@ -147,8 +147,10 @@ code was released):
   as 98 304 is of ImageNet's).
 - projector 3 layers (2048, 2048, 256) with BatchNorm, the output's too (affine-free
   here, as solo-learn's reimplementation normalises it); predictor 2 layers (4096, 256).
-- LARS, lr 0.3 x B/256, weight decay 1e-6, 10 warm-up epochs then cosine decay, BYOL's
-  augmentations; views forwarded as one batch, as SimCLR's code, which NNCLR builds on.
+- LARS, weight decay 1e-6, 10 warm-up epochs then cosine decay, BYOL's augmentations;
+  lr 0.3 x B/256, SimCLR's rule, which NNCLR's optimisation follows. The paper does not
+  say whether the views share BatchNorm statistics; they are forwarded as one batch, as
+  SimCLR's code does.
 """
 
 

@@ -298,3 +298,18 @@ def test_a_support_set_smaller_than_the_batch_is_refused_at_load(
         cell_for(loaded, tmp_path, "nnclr", extra, batch=batch)
     line = str(refused.value)
     assert "\n" not in line and key in line and "train.batch_size" in line, line
+
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@pytest.mark.parametrize("method", ["moco_v3", "nnclr"])
+def test_the_methods_recipe_resolves_to_its_preset(plugins: Plugins, method: str) -> None:
+    (cell,) = resolve(load_recipe(RECIPES / f"{method}.yaml"), plugins.registry)
+    assert cell.method == method and cell.part("target").where.startswith(("preset", "methods"))
+    preset = plugins.registry.get("methods", method).factory.parts
+    assert cell.part("loss").name == preset["loss"]["name"]
+    assert cell.part("negative_source").params == preset["negative_source"]["params"]
+    assert cell.part("target").name == preset["target"]["name"]
+    if method == "nnclr":  # a support set of about a tenth of the training images, at least one batch
+        assert cell.train.batch_size <= cell.part("target").params["size"] <= cell.data.subset // 8
