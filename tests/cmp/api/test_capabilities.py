@@ -57,10 +57,13 @@ def test_declared_capabilities_are_stored_typed_and_listed_by_name() -> None:
 @pytest.mark.parametrize(("slot", "factory", "meta", "message"), [
     ("losses", loss, {"needs_negative": True},
      "loss 'x': unknown capability 'needs_negative' (did you mean 'needs_negatives'?); "
-     "a loss takes check_params, needs_negatives"),
+     "a loss takes check_params, check_cell, needs_negatives, one_pair, min_batch"),
     ("losses", loss, {"during_training": True},
      "loss 'x': 'during_training' is not a capability of a loss but of evaluators; a loss takes check_params, "
-     "needs_negatives"),
+     "check_cell, needs_negatives, one_pair, min_batch"),
+    ("losses", loss, {"min_batch": 0}, "loss 'x': capability 'min_batch' must be a whole number of at least 1, got 0"),
+    ("losses", loss, {"one_pair": "yes"}, "loss 'x': capability 'one_pair' must be True or False, got 'yes'"),
+    ("losses", loss, {"check_cell": 3}, "loss 'x': capability 'check_cell' must be a function, got int"),
     ("evaluators", evaluator, {"needs_negatives": True},
      "evaluator 'x': 'needs_negatives' is not a capability of an evaluator but of losses; "
      "an evaluator takes check_params, during_training, metrics"),
