@@ -32,24 +32,22 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor
 
 from benchmarks.augmentation_throughput import STL_LIKE, TorchvisionViews
+from benchmarks.common import Data, fashion_mnist_or_synthetic, fit, resolve_cell, synchronize
+from benchmarks.lightly_comparison import compare
 from benchmarks.machine import describe_machine
 from benchmarks.step_overhead import BARE_LOOPS
 from cmp.api.contracts import DataInfo
 from cmp.api.loader import Plugins, load_plugins
 from cmp.api.results import RunInfo, RunResult
-from cmp.config.cells import Cell, resolve
-from cmp.config.recipe import load_recipe
-from cmp.engine.build import Model, build_model, resolve_device
+from cmp.config.cells import Cell
+from cmp.engine.build import build_model, resolve_device
 from cmp.engine.environment import peak_memory_mb, reset_peak_memory
-from cmp.engine.trainer import TrainConfig, Trainer
 from cmp_plugins.augmentations import simclr
 from cmp_plugins.evaluators import knn_scores
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 METHODS = ("simclr", "moco", "byol")
 METHOD_NAMES = {"simclr": "SimCLR", "moco": "MoCo", "byol": "BYOL"}
 CONVNET = {"name": "convnet", "params": {"widths": [32, 64, 128], "convs_per_stage": 2}}
@@ -145,15 +143,6 @@ class Row:
 
 
 @dataclass
-class Data:
-    """Training images (uint8, CPU) and what components are told about them."""
-
-    name: str
-    images: Tensor
-    info: DataInfo
-
-
-@dataclass
 class Bench:
     """Everything the measurements share."""
 
@@ -167,43 +156,9 @@ class Bench:
         return time.perf_counter() - self.started
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def fashion_mnist_or_synthetic(n: int) -> Data:
-    """Fashion-MNIST's first `n` training images when installed, else random 28x28 grey ones."""
-    from cmp_plugins.datasets import fashion_mnist
-
-    try:
-        data = fashion_mnist(FASHION_MNIST, download=False, split_seed=0)
-        return Data("Fashion-MNIST 28x28 grey", data.train_images[:n], data.info())
-    except Exception:  # not installed here: the speed does not depend on the pixels
-        images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-        return Data("synthetic 28x28 grey", images, DataInfo("synthetic", 1, 28, 28, 10, (0.5,), (0.29,)))
-
-
 def synthetic_rgb(n: int, side: int = 32) -> Data:
     images = torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     return Data(f"synthetic {side}x{side} RGB", images, DataInfo("synthetic", 3, side, side, 10, (0.5,) * 3, (0.29,) * 3))
-
-
-def resolve_cell(plugins: Plugins, method: str, parts: dict[str, Any], train: dict[str, Any]) -> Cell:
-    """One cell of a method preset with `parts` changed (a recipe written and resolved as `cmp run` does)."""
-    raw = {
-        "name": "accelerator",
-        "data": {"dataset": "fashion_mnist"},
-        "train": {"epochs": 1, "seed": 0, "collapse_std": 0.0, **train},
-        "methods": {method: {"preset": method, **parts}},
-        "eval": {},
-        "baselines": [],
-    }
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "accelerator.yaml"
-        path.write_text(yaml.safe_dump(raw))
-        (cell,) = resolve(load_recipe(path), plugins.registry)
-    return cell
 
 
 @contextlib.contextmanager
@@ -216,15 +171,6 @@ def lifecycle(bench: Bench, cell: Cell, name: str) -> Iterator[RunInfo]:
     finally:
         result = RunResult(recipe=cell.recipe, method=cell.method, cell=name, key=cell.key(), status="ok")
         bench.plugins.hook.cmp_run_end(run=run, result=result)
-
-
-def fit(model: Model, cell: Cell, images: Tensor, batch: int, generator: torch.Generator, run: RunInfo, hooks: Any) -> None:
-    """One epoch of the engine's own loop over `images` (on the device)."""
-    config = TrainConfig(
-        epochs=1, batch_size=batch, log_every=cell.train.log_every, precision=cell.train.precision,
-        channels_last=cell.train.channels_last, collapse_std=cell.train.collapse_std,
-    )
-    Trainer(model.learner, model.augmentation, images, model.optimizer, model.schedule, generator, config, run, hooks).fit()
 
 
 def memory_note(device: torch.device) -> str:
@@ -268,7 +214,8 @@ def train_throughput(bench: Bench, data: Data, batch: int, method: str, encoder:
         synchronize(device)
         seconds = time.perf_counter() - started
     detail = f"{s.steps} step(s) timed after {s.warmup} warm-up step(s) ({warm:.1f} s); {memory_note(device)}"
-    return Row("training images/s", setting, f"{batch * s.steps / seconds:.0f}", detail)
+    rate = batch * s.steps / seconds
+    return Row("training images/s", setting, f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}", detail)
 
 
 def engine_overhead(bench: Bench, data: Data, method: str) -> Row:
@@ -401,8 +348,6 @@ def lightly_row(bench: Bench, data: Data) -> Row:
     if importlib.util.find_spec("lightly") is None:
         return Row("lightly epoch time / cmp epoch time", setting,
                    "skipped (lightly is not installed: pip install -e '.[bench]')")
-    from benchmarks.lightly_comparison import compare
-
     result = compare(bench.plugins, bench.device, replace(data, images=data.images[: s.lightly_images]),
                      s.lightly_batch, s.lightly_rounds, s.aug_workers, bench.out)
     return Row("lightly epoch time / cmp epoch time", setting, f"{result.ratio:.2f}", result.detail())

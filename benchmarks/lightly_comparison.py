@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from benchmarks.accelerator import Data, fashion_mnist_or_synthetic, fit, resolve_cell, synchronize
+from benchmarks.common import Data, fashion_mnist_or_synthetic, fit, resolve_cell, synchronize
 from benchmarks.machine import describe_machine
 from cmp.api.loader import Plugins, load_plugins
 from cmp.api.results import RunInfo, RunResult

@@ -53,6 +53,19 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def world_size() -> int:
+    """How many processes train together: 1 unless torch.distributed is initialised.
+
+    The live process group, for code that is not handed a `Processes` (the building blocks
+    in `cmp.nn`, which re-exports this for plugins)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's index among them: 0 unless torch.distributed is initialised."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def init_processes(device: str, backend: str) -> Processes:
     """Join the launcher's process group (once); one process alone gets `SINGLE`.
 

@@ -57,6 +57,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from cmp.distributed import rank, world_size  # one implementation, re-exported for plugins
+
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 __all__ = [
@@ -87,7 +89,7 @@ def update_momentum(target: nn.Module, online: nn.Module, m: float) -> None:
     BatchNorm running statistics, are not touched: the target keeps the statistics of its
     own forward passes.
     """
-    targets = list(target.parameters())
+    targets: list[Tensor] = list(target.parameters())
     sources = [p.detach() for p in online.parameters()]
     if len(targets) != len(sources):
         raise ValueError(f"target has {len(targets)} parameters, online has {len(sources)}: not a copy of it")
@@ -125,6 +127,10 @@ class RingBuffer(nn.Module):
     With `dim=None` the width is taken from the first push, or from the state dict being
     loaded.
     """
+
+    entries: Tensor
+    pointer: Tensor
+    filled: Tensor
 
     def __init__(self, size: int, dim: int | None = None) -> None:
         super().__init__()
@@ -230,18 +236,6 @@ def grouped_batchnorm_forward(
     shuffled, permutation = shuffle_batch(x, generator)
     out = torch.cat([module(chunk) for chunk in shuffled.chunk(groups)])
     return unshuffle_batch(out, permutation)
-
-
-def world_size() -> int:
-    """How many processes train together: 1 unless torch.distributed is initialised."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    """This process's index among them: 0 unless torch.distributed is initialised."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 
 
 def _by_group(parts: list[Tensor], groups: int) -> Tensor:

@@ -12,7 +12,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import annotated_types as at
 import torch
@@ -107,7 +107,7 @@ class ViewPipeline(Augmentation):
         step = chunk_size(images)
         if step >= n:
             x = images.float().div_(255)
-            return [self.apply(x, spec, p) for spec, p in zip(self.specs, params)]
+            return [self.apply_view(x, spec, p) for spec, p in zip(self.specs, params)]
         views = [images.new_empty((n, c, spec.size or self.size, spec.size or self.size), dtype=torch.float32)
                  for spec in self.specs]
 
@@ -115,7 +115,7 @@ class ViewPipeline(Augmentation):
             part = slice(start, start + step)
             x = images[part].float().div_(255)
             for view, spec, p in zip(views, self.specs, params):
-                view[part] = self.apply(x, spec, {key: value[part] for key, value in p.items()})
+                view[part] = self.apply_view(x, spec, {key: value[part] for key, value in p.items()})
 
         starts = range(0, n, step)
         threads = torch.get_num_threads()
@@ -126,7 +126,7 @@ class ViewPipeline(Augmentation):
                 augment(start)
         return views
 
-    def apply(self, x: Tensor, spec: ViewSpec, p: dict[str, Tensor]) -> Tensor:
+    def apply_view(self, x: Tensor, spec: ViewSpec, p: dict[str, Tensor]) -> Tensor:
         """One view of float images in [0, 1] with drawn parameters (`sample_view_params`).
 
         Operations whose probability is 0 in `spec` are skipped outright; the others run
@@ -292,7 +292,7 @@ def multicrop(
     SwAV's 96/224), each with SimCLR's colour distortion. Pair with `pairs: multicrop`."""
     side = size or data.height
     small = local_size or max(8, round(side * 3 / 7))
-    common = dict(
+    common: dict[str, Any] = dict(
         brightness=0.8 * jitter_strength, contrast=0.8 * jitter_strength, saturation=0.8 * jitter_strength,
         hue=min(0.5, 0.2 * jitter_strength), jitter_prob=jitter_prob, grayscale_prob=grayscale_prob,
         blur_prob=(0.5 if side >= 64 else 0.0) if blur_prob is None else blur_prob,

@@ -15,9 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cmp import hookimpl
-from cmp.api.hookspecs import Register
-from cmp.engine.learner import StepOutput
-
+from cmp.api import BaselineContext, Encoder, Register, StepOutput
 
 STREAMED_SIDE = 32
 """Side raw pixels are downscaled to on a streamed data set: 224 x 224 x 3 inputs would be
@@ -48,18 +46,18 @@ class RawPixels:
     """The evaluation input itself (resized and normalised), as the features; on a streamed
     data set downscaled to `STREAMED_SIDE` pixels a side (said in the label)."""
 
-    def side(self, context: Any) -> int | None:
+    def side(self, context: BaselineContext) -> int | None:
         return min(STREAMED_SIDE, context.info.height) if context.streamed else None
 
-    def depends_on(self, context: Any) -> dict[str, Any]:
+    def depends_on(self, context: BaselineContext) -> dict[str, Any]:
         side = self.side(context)
         return {"input": context.input_shape(), **({"side": side} if side is not None else {})}
 
-    def label(self, context: Any) -> str:
+    def label(self, context: BaselineContext) -> str:
         side = self.side(context)
         return "raw_pixels" if side is None else f"raw_pixels ({side}x{side})"
 
-    def representation(self, context: Any) -> nn.Module:
+    def representation(self, context: BaselineContext) -> nn.Module:
         side = self.side(context)
         return Flatten() if side is None else Downscaled(side)
 
@@ -67,24 +65,26 @@ class RawPixels:
 class RandomInit:
     """The cell's encoder, initialised with the cell's seed and never trained."""
 
-    def depends_on(self, context: Any) -> dict[str, Any]:
+    def depends_on(self, context: BaselineContext) -> dict[str, Any]:
         return {"input": context.input_shape(), "encoder": context.config["parts"]["encoder"],
                 "seed": context.cell.train.seed}
 
-    def label(self, context: Any) -> str:
+    def label(self, context: BaselineContext) -> str:
         return f"random_init ({context.cell.part('encoder').name})"
 
-    def representation(self, context: Any) -> nn.Module:
+    def representation(self, context: BaselineContext) -> nn.Module:
         return context.build_part("encoder")
 
 
 class SupervisedObjective(nn.Module):
     """Cross-entropy of a linear classifier on the encoder, on the first view of each image."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, labels: Tensor) -> None:
+    labels: Tensor
+
+    def __init__(self, encoder: Encoder, num_classes: int, labels: Tensor) -> None:
         super().__init__()
         self.encoder = encoder
-        self.classifier = nn.Linear(encoder.feature_dim, num_classes)  # type: ignore[arg-type]
+        self.classifier = nn.Linear(encoder.feature_dim, num_classes)
         self.register_buffer("labels", labels, persistent=False)
 
     def forward(self, views: list[Tensor], ids: Tensor) -> StepOutput:
@@ -103,22 +103,22 @@ class Supervised:
 
     reference = "ceiling"
 
-    def depends_on(self, context: Any) -> dict[str, Any]:
+    def depends_on(self, context: BaselineContext) -> dict[str, Any]:
         config = context.config
         train = context.cell.train
         return {
             "encoder": config["parts"]["encoder"], "augmentation": config["parts"]["augmentation"],
             "optimizer": context.effective_optimizer(), "seed": train.seed,
-            "train": {"epochs": train.epochs, "batch_size": train.batch_size, "precision": train.precision,
-                      "channels_last": train.channels_last, **({"steps": train.steps} if train.steps else {})},
+            "train": {"batch_size": train.batch_size, "precision": train.precision, "channels_last": train.channels_last,
+                      **({"steps": train.steps} if train.steps else {"epochs": train.epochs})},
         }
 
-    def label(self, context: Any) -> str:  # trained at the cell's batch size and budget: one row per size
+    def label(self, context: BaselineContext) -> str:  # trained at the cell's batch size and budget: one row per size
         train = context.cell.train
         budget = f", {train.steps} steps" if train.steps else ""
         return f"supervised ({context.cell.part('encoder').name}, batch {train.batch_size}{budget})"
 
-    def representation(self, context: Any) -> nn.Module:
+    def representation(self, context: BaselineContext) -> nn.Module:
         encoder = context.build_part("encoder")
         splits = context.splits
         objective = SupervisedObjective(encoder, splits.num_classes, splits.train_labels).to(context.device)

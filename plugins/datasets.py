@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from cmp import hookimpl
+from cmp.api import DataError
 from cmp.api.contracts import ImageData
-from cmp.errors import DataError
 from cmp.api.hookspecs import Register
 from cmp.api.params import Fraction, PositiveInt
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torchvision
 from torch import Tensor, nn
 

@@ -19,10 +19,9 @@ from torch import Tensor
 
 from cmp import hookimpl
 from cmp.api.contracts import Features
-from cmp.api.results import MetricInfo
 from cmp.api.hookspecs import Register
 from cmp.api.params import NonNegative, Positive, PositiveInt
-
+from cmp.api.results import MetricInfo
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`: how far an evaluator is, for the progress display."""

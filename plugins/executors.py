@@ -4,7 +4,7 @@
 divided between them). `ray`: each uncached cell is a Ray task with its own CPUs and
 GPUs, on a running cluster (`address`) or a local one started for the run; the runs
 directory must be on storage every node sees. Both leave caching, resume and failure
-records to the engine (`cmp.engine.executors`).
+records to the engine, through the `ExecutionContext` they are given (`cmp.api`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,12 +20,7 @@ from typing import Annotated, Any
 import annotated_types as at
 
 from cmp import hookimpl
-from cmp.api.hookspecs import Register
-from cmp.api.params import PositiveInt
-from cmp.api.results import RunResult
-from cmp.config.cells import Cell
-from cmp.engine.executors import ExecutionContext, pending, run_cell_in_worker, run_cell_on_processes, run_in_order
-from cmp.errors import CmpError
+from cmp.api import CellSpec, CellTask, CmpError, ExecutionContext, PositiveInt, Register, RunResult
 
 NonNegativeFloat = Annotated[float, at.Ge(0)]
 PositiveFloat = Annotated[float, at.Gt(0)]
@@ -38,17 +34,14 @@ class LocalExecutor:
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
 
-    def run(self, cells: list[Cell], context: ExecutionContext) -> list[RunResult]:
+    def run(self, cells: Sequence[CellSpec], context: ExecutionContext) -> list[RunResult]:
         if self.jobs <= 1 or len(cells) <= 1:
-            return run_in_order(cells, context)
-        done, todo = pending(cells, context)
+            return context.run_in_order(cells)
+        done, todo = context.pending(cells)
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=spawn) as pool:
-            futures = {
-                i: pool.submit(run_cell_in_worker, context.plugins, list(context.modules), context.out_dir, cells[i], threads)
-                for i in todo
-            }
+            futures = {i: pool.submit(context.task(cells[i], threads)) for i in todo}
             for i, future in futures.items():
                 done[i] = future.result()
                 context.on_done(done[i])
@@ -64,8 +57,8 @@ class RayExecutor:
         self.gpus = gpus_per_cell
         self.processes = processes_per_cell or (int(gpus_per_cell) if gpus_per_cell >= 2 else 1)
 
-    def run(self, cells: list[Cell], context: ExecutionContext) -> list[RunResult]:
-        done, todo = pending(cells, context)
+    def run(self, cells: Sequence[CellSpec], context: ExecutionContext) -> list[RunResult]:
+        done, todo = context.pending(cells)
         if not todo:
             return [done[i] for i in range(len(cells))]
         import ray
@@ -88,17 +81,14 @@ class RayExecutor:
             where = f"--address {self.address}" if self.address else "--executor ray"
             raise CmpError(f"cannot start or reach a Ray cluster: {type(exc).__name__}: {exc}".splitlines()[0], where=where) from None
 
-    def _run_tasks(self, ray: Any, cells: list[Cell], todo: list[int], context: ExecutionContext) -> dict[int, RunResult]:
+    def _run_tasks(self, ray: Any, cells: Sequence[CellSpec], todo: list[int], context: ExecutionContext) -> dict[int, RunResult]:
         marker = context.out_dir / f".cmp-driver-{uuid.uuid4().hex}"
         context.out_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text("written by the cmp driver; a worker that cannot read it cannot see the runs directory\n")
         task = ray.remote(_ray_task).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
         threads = max(1, int(self.cpus) // self.processes)
-        refs = {
-            task.remote(context.plugins, list(context.modules), str(context.out_dir), cells[i], threads, str(marker),
-                        self.processes): i
-            for i in todo
-        }
+        refs = {task.remote(context.task(cells[i], threads, self.processes), str(context.out_dir), str(marker)): i
+                for i in todo}
         results: dict[int, RunResult] = {}
         try:
             waiting = list(refs)
@@ -114,19 +104,15 @@ class RayExecutor:
             marker.unlink(missing_ok=True)
         return results
 
-    def _outcome(self, ray: Any, ref: Any, cell: Cell, context: ExecutionContext) -> RunResult:
+    def _outcome(self, ray: Any, ref: Any, cell: CellSpec, context: ExecutionContext) -> RunResult:
         """The task's result; a task that died or could not run becomes a failed result."""
         try:
-            return ray.get(ref)
+            result: RunResult = ray.get(ref)
+            return result
         except Exception as exc:
             cause = getattr(exc, "cause", None) or exc
             reason = cause.message if isinstance(cause, CmpError) else f"the Ray task failed: {type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
-            result = RunResult(recipe=cell.recipe, method=cell.method, cell=cell.name, key=cell.key(),
-                               sweep=cell.config()["sweep"], config=cell.config(), status="failed", reason=reason)
-            rundir = context.runner.run_dir(cell)
-            rundir.path.mkdir(parents=True, exist_ok=True)
-            rundir.write_result(result)
-            return result
+            return context.failed(cell, reason)
 
 
 def _cancel_unfinished(ray: Any, refs: list[Any]) -> None:
@@ -142,11 +128,9 @@ def _cancel_unfinished(ray: Any, refs: list[Any]) -> None:
         ray.cancel(ref, force=False)
 
 
-def _ray_task(
-    plugins: str | None, modules: list[str], out_dir: str, cell: Cell, threads: int, marker: str, processes: int,
-) -> RunResult:
-    """A cell on a Ray worker (on `processes` processes, one per GPU it was given, when
-    more than one), after checking that the runs directory is the driver's."""
+def _ray_task(task: CellTask, out_dir: str, marker: str) -> RunResult:
+    """A cell on a Ray worker (on one process per GPU it was given, when more than one),
+    after checking that the runs directory is the driver's."""
     if not Path(marker).is_file():
         import socket
 
@@ -155,7 +139,7 @@ def _ray_task(
             "put it on storage every node sees (a shared file system)",
             where="--out",
         )
-    return run_cell_on_processes(plugins, modules, Path(out_dir), cell, processes, threads)
+    return task()
 
 
 def local(*, jobs: PositiveInt = 1) -> LocalExecutor:

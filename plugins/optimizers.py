@@ -84,7 +84,7 @@ class LARS(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta})
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]  # torch's Optimizer.step is overloaded on the closure; this one keeps the common form
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
@@ -93,14 +93,14 @@ class LARS(torch.optim.Optimizer):
             grads = [p.grad for p in params]
             if not group.get("exclude_from_decay"):
                 if group["weight_decay"]:
-                    grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                    grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
                 w_norm = torch._foreach_norm(params)
                 g_norm = torch._foreach_norm(grads)
                 trust = [
                     torch.where((w > 0) & (g > 0), group["eta"] * w / g, torch.ones_like(w))
                     for w, g in zip(w_norm, g_norm)
                 ]
-                grads = torch._foreach_mul(grads, trust)
+                grads = list(torch._foreach_mul(grads, trust))
             bufs: list[Tensor] = []
             for p, g in zip(params, grads):
                 state = self.state[p]

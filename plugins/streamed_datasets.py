@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
 
 from cmp import hookimpl
+from cmp.api import DataError
 from cmp.api.contracts import IMAGENET_MEAN, IMAGENET_STD, StreamedData
 from cmp.api.hookspecs import Register
 from cmp.api.params import Fraction, FractionRange, NonNegativeInt, PositiveInt, PositiveRange, Probability
-from cmp.errors import DataError
 
 if TYPE_CHECKING:
     from cmp.streaming import EncodedImages
@@ -100,7 +100,7 @@ def _streamed(
     mean, std = statistics_of(train, statistics, channels, size, eval_fraction)
     return StreamedData(
         name, train, test, list(train.classes), channels, size, mean, std,
-        crop_scale=tuple(crop_scale), crop_ratio=tuple(crop_ratio), eval_fraction=eval_fraction,  # type: ignore[arg-type]
+        crop_scale=tuple(crop_scale), crop_ratio=tuple(crop_ratio), eval_fraction=eval_fraction,  # type: ignore[arg-type]  # validated as two-element ranges by the parameter schema
         num_workers=default_workers() if num_workers is None else num_workers, max_corrupt=max_corrupt,
         decode_on=decode_on,
     )

@@ -7,9 +7,10 @@
 #
 # Needs the `mutation` extra (`pip install -e '.[test,mutation]'`). Which files are mutated
 # and which tests run is `[tool.mutmut]` in pyproject.toml. One child process, one thread per
-# process (2-core machines are shared). Then writes tools/mutation-summary.md: per module the
-# mutants, killed, survived, timeouts, and every mutant not killed with its diff and, where
-# it is known to be equivalent, why (tools/mutation_equivalent.toml).
+# process (2-core machines are shared). Then rewrites tools/mutation-summary.md, one page: per
+# module the mutants, killed, equivalent and not testable (explained by name in
+# tools/mutation_equivalent.toml), not explained, the scores, and the diff of each survivor
+# not explained.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}

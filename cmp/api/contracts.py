@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, TypedDict, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
-
-if TYPE_CHECKING:  # cmp.streaming imports torchvision's decoders: only where a streamed set is used
-    from cmp.streaming.index import EncodedImages
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,29 @@ class ImageData:
         )
 
 
+class EncodedImages(Protocol):
+    """A split of encoded images with labels, read one at a time by index.
+
+    What a streamed data set's `train` and `test` must offer; `cmp.streaming`'s folder
+    index, tar shards and `Subset` do (its own `EncodedImages` is the same protocol, kept
+    there so that the streaming library needs nothing of cmp's API).
+    """
+
+    classes: list[str]
+    labels: np.ndarray
+    """int64 (N,): each image's class index."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, i: int) -> bytes:
+        """The encoded bytes of image `i` (OSError when they cannot be read)."""
+        ...
+
+    def name(self, i: int) -> str:
+        """Where image `i` lives, for messages (a file, or a shard and its member)."""
+        ...
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 """ImageNet's per-channel statistics (RGB, in [0, 1]), the usual fixed normalisation of photos."""
@@ -91,8 +112,8 @@ class StreamedData:
     at full resolution (a random resized crop with area fraction `crop_scale` and aspect
     ratio `crop_ratio`, seeded by (seed, epoch, image), see `cmp.streaming`) and resized
     to `size` x `size` uint8; evaluation decodes a central crop (`eval_fraction` of the
-    shorter side) resized to `size`. `train` / `test` are `cmp.streaming.EncodedImages`
-    (numpy int64 `labels`, `classes`, `read(i)`, `name(i)`). `mean` / `std` are fixed
+    shorter side) resized to `size`. `train` / `test` are `EncodedImages` (numpy int64
+    `labels`, `classes`, `read(i)`, `name(i)`), as `cmp.streaming` builds them. `mean` / `std` are fixed
     statistics (ImageNet's, or an estimate from a fixed sample), since a pass over the
     data set to compute them would take as long as an epoch. More than `max_corrupt`
     (a fraction) undecodable images end the run with an error naming one of them.
@@ -279,54 +300,59 @@ class Evaluator(Protocol):
     def __call__(self, train: Features, test: Features) -> dict[str, float]: ...
 
 
+class ChoiceSpec(TypedDict, total=False):
+    """A component chosen as a recipe writes it: `{"name": "mlp", "params": {"out_dim": 128}}`."""
+
+    name: str
+    params: Mapping[str, Any]
+
+
+PartValue = Union[str, ChoiceSpec, None]
+"""What a preset gives a part: a component's name, a `ChoiceSpec`, or None (an optional part left out)."""
+
+StepValue = Union[str, bool, Sequence[Sequence[int]]]
+"""What a preset gives a step option: `pairs` a pairing's name or [anchor view, positive
+view] pairs, `joint_forward` a flag."""
+
+
 @dataclass(frozen=True)
 class MethodPreset:
     """A method as named slot choices, written as a recipe writes them.
 
-    `parts` keys are those of a recipe's `methods.<name>` (encoder, projection_head,
-    predictor, target, negative_source, loss, optimizer, schedule, augmentation, pairs,
-    joint_forward). A recipe's `defaults` and the method's own keys override them.
+    `parts` keys are those of a recipe's `methods.<name>`: the parts of
+    `cmp.api.slots.PARTS` (encoder, projection_head, predictor, target, negative_source,
+    loss, optimizer, schedule, augmentation), each a `PartValue`, and the step options of
+    `STEP_OPTIONS` (pairs, joint_forward), each a `StepValue`. The keys are checked when
+    the preset registers, the values with the recipe. A recipe's `defaults` and the
+    method's own keys override them.
     """
 
-    parts: Mapping[str, object]
+    parts: Mapping[str, PartValue | StepValue]
     description: str = ""
 
 
-class Baseline(Protocol):
-    """A reference representation, evaluated under the same protocol as every method.
+@dataclass
+class StepOutput:
+    """The loss of one step and the embeddings it came from (None: not contrastive)."""
 
-    Called with a `cmp.engine.baselines.BaselineContext` (the cell it follows, its data,
-    its parts, and helpers to build and train them):
+    loss: Tensor
+    batch: PairBatch | None
 
-    - `depends_on(context)`: plain data the result depends on; its hash is the cache key,
-      so two cells that would give the same baseline share one result. Use effective
-      values (`context.effective_optimizer()`), not how a recipe spelled them.
-    - `label(context)`: the row label in reports.
-    - `representation(context)`: a module from the evaluation input (the augmentation's
-      deterministic `preprocess` of the images) to features (N, F); it may train one
-      through `context.train(objective)`, the same loop every method trains in.
 
-    An optional attribute `reference` says what the baseline is for: "floor" (the
-    default: a self-supervised method should beat it, and the report flags one that does
-    not, as raw pixels and a random encoder) or "ceiling" (an upper reference such as a
-    supervised encoder, shown but not flagged).
+class Objective(Protocol):
+    """What the engine's training loop trains: a module whose call gives a step's loss.
+
+    `__call__(views, ids)` -> `StepOutput` (`ids`: the batch's data-set indices);
+    `after_step(batch, progress)` runs after each optimizer step, `stats()` gives scalars
+    to log. A supervised baseline's objective is one (`plugins/baselines.py`).
     """
 
-    def depends_on(self, context: Any) -> dict[str, Any]: ...
+    def __call__(self, views: list[Tensor], ids: Tensor) -> StepOutput: ...
 
-    def label(self, context: Any) -> str: ...
+    def after_step(self, batch: Any, progress: float) -> None: ...
 
-    def representation(self, context: Any) -> nn.Module: ...
+    def stats(self) -> dict[str, float]: ...
 
+    def state_dict(self) -> dict[str, Any]: ...
 
-class Executor(Protocol):
-    """How a recipe's cells are run (in this process, worker processes, a Ray cluster).
-
-    `run(cells, context)` returns one `RunResult` per cell, in the cells' order, calling
-    `context.on_done(result)` as each finishes; `context` is a
-    `cmp.engine.executors.ExecutionContext`. Use `cmp.engine.executors.pending` to keep
-    cached cells in the driver and `run_cell_in_worker` to run a cell in another
-    process: resume, failure records and caching then behave as with every executor.
-    """
-
-    def run(self, cells: list[Any], context: Any) -> list[Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from cmp.api.document import Section
     from cmp.api.results import BaselineResult, RunInfo, RunResult
-    from cmp.report.document import Section
 
 hookspec = pluggy.HookspecMarker("cmp")
 
@@ -99,7 +99,7 @@ class RegistrationSpecs:
 
     @hookspec
     def cmp_register_baselines(self, register: Register) -> None:
-        """Register baselines: factory(*, params) -> Baseline (see `cmp.api.contracts.Baseline`).
+        """Register baselines: factory(*, params) -> Baseline (see `cmp.api.contexts.Baseline`).
 
         A baseline is a representation every method is compared with under the same
         evaluation protocol (raw pixels, a random encoder, a supervised encoder).
@@ -108,7 +108,7 @@ class RegistrationSpecs:
 
     @hookspec
     def cmp_register_executors(self, register: Register) -> None:
-        """Register executors: factory(*, params) -> Executor (see `cmp.api.contracts.Executor`).
+        """Register executors: factory(*, params) -> Executor (see `cmp.api.contexts.Executor`).
 
         An executor runs a recipe's cells: in this process, in worker processes, on a cluster.
         """
@@ -151,6 +151,6 @@ class ReportSpecs:
     ) -> list[Section] | None:
         """Extra report sections, appended after cmp's own (1:N: every plugin's are added).
 
-        Return `cmp.report.document.Section`s holding Markdown text, `Table`s or `Figure`s
+        Return `cmp.api.Section`s holding Markdown text, `Table`s or `Figure`s
         (PNG files you wrote under `out_dir`); both report.md and report.html show them.
         """

@@ -21,18 +21,18 @@ import importlib.util
 import inspect
 import os
 import sys
-from pathlib import Path
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
-from cmp.errors import CmpError, PluginError
 from cmp import __version__
 from cmp.api.hookspecs import LifecycleSpecs, RegistrationSpecs, ReportSpecs
 from cmp.api.registry import Provider, Registry
 from cmp.api.slots import SLOTS, hook_name
+from cmp.errors import CmpError, PluginError
 from cmp.suggest import did_you_mean
 
 GROUP = "cmp"

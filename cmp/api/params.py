@@ -166,7 +166,7 @@ def describe_validation_error(
 
 def schema_of(factory: Callable[..., Any], label: str) -> ParamSchema:
     """Read a factory's signature; `PluginError` for an unannotated keyword parameter."""
-    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         signature = inspect.signature(factory)
         hints = typing.get_type_hints(target, include_extras=True)
@@ -187,7 +187,7 @@ def schema_of(factory: Callable[..., Any], label: str) -> ParamSchema:
     fields: dict[str, Any] = {
         p.name: (checked_numbers(p.annotation), ... if p.required else p.default) for p in params
     }
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"Params[{label}]",
         __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
         **fields,
@@ -209,9 +209,10 @@ def checked_numbers(annotation: Any) -> Any:
         base, *meta = args
         if _NUMBER in meta:
             return annotation
-        return Annotated[(checked_numbers(base), *meta)]  # type: ignore[return-value]
+        arguments = (checked_numbers(base), *meta)
+        return Annotated[arguments]
     if origin in (Union, types.UnionType):
-        return Union[tuple(checked_numbers(a) for a in args)]  # type: ignore[return-value]
+        return Union[tuple(checked_numbers(a) for a in args)]
     if origin is None or origin is Literal or not args:
         return annotation
     try:

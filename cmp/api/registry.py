@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmp.errors import PluginError, RecipeError
+from cmp.api.capabilities import Capabilities, read_capabilities
 from cmp.api.contracts import MethodPreset
 from cmp.api.params import ParamSchema, schema_of
-from cmp.api.slots import SLOTS, Slot
-from cmp.suggest import unknown_name
-
+from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS
+from cmp.errors import PluginError, RecipeError
+from cmp.suggest import did_you_mean, unknown_name
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
@@ -42,14 +42,23 @@ class Provider:
 
 @dataclass(frozen=True)
 class Component:
-    """One registered component; `factory` builds it (presets hold data instead)."""
+    """One registered component; `factory` builds it (presets hold data instead).
+
+    `capabilities` are what it declared at registration (`needs_negatives=True`...),
+    typed; `meta` the ones it named, by name, for display.
+    """
 
     slot: str
     name: str
     factory: Any
     provider: Provider
     schema: ParamSchema | None
-    meta: dict[str, Any] = field(default_factory=dict)
+    capabilities: Capabilities = field(default_factory=Capabilities)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The capabilities given to `register`, by name (what `cmp plugins` lists)."""
+        return self.capabilities.declared()
 
     @property
     def description(self) -> str:
@@ -93,10 +102,13 @@ class Registry:
                 where=provider.where(),
             )
         try:
+            if SLOTS[slot].kind == "preset":
+                check_preset(factory, label)
             schema = None if SLOTS[slot].kind == "preset" else schema_of(_callable(factory, label), label)
+            capabilities = read_capabilities(meta, SLOTS[slot].capabilities, label, noun, _accepted_by())
         except PluginError as exc:  # name who registered it: the plugin and its distribution
             raise PluginError(exc.message, where=provider.where()) from None
-        component = Component(slot, name, factory, provider, schema, dict(meta))
+        component = Component(slot, name, factory, provider, schema, capabilities)
         self._slots[slot][name] = component
         return component
 
@@ -121,6 +133,28 @@ class Registry:
 
         register.__doc__ = f"Register a {SLOTS[slot].noun}: register(name, factory, **meta)."
         return register
+
+
+def check_preset(preset: MethodPreset, label: str) -> None:
+    """A preset's keys are a recipe's method keys (`PARTS`, `STEP_OPTIONS`), and a part's
+    value is a name, a {name, params} mapping or None; the rest is checked with the recipe."""
+    known = [*PARTS, *STEP_OPTIONS]
+    for key, value in preset.parts.items():
+        if key not in known:
+            raise PluginError(f"{label}: unknown key '{key}'{did_you_mean(str(key), known)}; known: {', '.join(known)}")
+        if key in PARTS and not (value is None or isinstance(value, (str, Mapping))):
+            raise PluginError(f"{label}: {key} must be a component's name, {{name, params}} or None, "
+                              f"got {type(value).__name__}")
+
+
+@functools.cache
+def _accepted_by() -> dict[str, list[str]]:
+    """For each capability, the slots that accept it."""
+    accepted: dict[str, list[str]] = {}
+    for slot in SLOTS.values():
+        for capability in slot.capabilities:
+            accepted.setdefault(capability, []).append(slot.name)
+    return accepted
 
 
 def _callable(factory: Any, label: str) -> Callable[..., Any]:

@@ -15,7 +15,8 @@ Adding a slot: one `Slot` entry below (plus a `Part` if methods choose it) and o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 Kind = Literal["factory", "function", "preset"]
@@ -34,6 +35,8 @@ class Slot:
     kind:       factory, function or preset (see `Kind`)
     recipe_key: where a recipe chooses one (for docs and messages)
     told:       the positional arguments its factory receives, by name
+    capabilities: the keywords `register` accepts beside the factory
+                (`cmp.api.capabilities.Capabilities`)
     """
 
     name: str
@@ -42,20 +45,23 @@ class Slot:
     kind: Kind
     recipe_key: str
     told: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ("check_params",)
 
 
 @dataclass(frozen=True)
 class Part:
     """A method's recipe key that chooses a component of `slot`.
 
-    Parts are built in table order; `told` names the `cmp.engine.build.BuildContext`
-    attributes passed to the factory, positionally, in this order.
+    Parts are built in table order. `told` maps each argument the slot's factory is told
+    (`Slot.told`, in that order) to the `cmp.engine.build.BuildContext` attribute that
+    gives it for this part: a projection head's `in_dim` is the encoder's `feature_dim`,
+    a predictor's the head's `head_dim`.
     """
 
     key: str
     slot: str
     optional: bool = False
-    told: tuple[str, ...] = ()
+    told: Mapping[str, str] = field(default_factory=dict)
 
 
 SLOTS: dict[str, Slot] = {
@@ -70,18 +76,19 @@ SLOTS: dict[str, Slot] = {
         Slot("targets", "target branch", "where positives come from: shared or momentum", "factory",
              "methods.NAME.target", ("online", "dim")),
         Slot("negative_sources", "negative source", "negatives for each anchor", "factory",
-             "methods.NAME.negative_source", ("dim",)),
+             "methods.NAME.negative_source", ("dim",), ("check_params", "provides_negatives")),
         Slot("losses", "loss", "(anchors, positives, negatives) -> scalar", "function",
-             "methods.NAME.loss"),
+             "methods.NAME.loss", (), ("check_params", "needs_negatives", "one_pair", "min_batch")),
         Slot("optimizers", "optimizer", "parameter groups -> torch optimizer", "factory",
              "methods.NAME.optimizer", ("param_groups", "batch_size")),
         Slot("schedules", "schedule", "learning-rate schedule over steps", "factory",
              "methods.NAME.schedule", ("optimizer", "total_steps", "steps_per_epoch")),
         Slot("methods", "method preset", "named slot choices (simclr, moco, ...)", "preset",
-             "methods.NAME.preset"),
+             "methods.NAME.preset", capabilities=()),
         Slot("datasets", "dataset", "labelled uint8 train/test images", "factory",
-             "data.dataset", ("root", "download", "split_seed")),
-        Slot("evaluators", "evaluator", "frozen features -> metrics", "factory", "eval.NAME"),
+             "data.dataset", ("root", "download", "split_seed"), ("check_params", "root_hint")),
+        Slot("evaluators", "evaluator", "frozen features -> metrics", "factory", "eval.NAME",
+             capabilities=("check_params", "during_training", "metrics")),
         Slot("baselines", "baseline", "a reference representation under the same protocol", "factory",
              "baselines"),
         Slot("executors", "executor", "how cells run: this process, worker processes, a Ray cluster", "factory",
@@ -92,15 +99,16 @@ SLOTS: dict[str, Slot] = {
 PARTS: dict[str, Part] = {
     p.key: p
     for p in (
-        Part("augmentation", "augmentations", told=("data",)),
-        Part("encoder", "encoders", told=("data",)),
-        Part("projection_head", "projection_heads", told=("feature_dim",)),
-        Part("predictor", "projection_heads", optional=True, told=("head_dim",)),
-        Part("target", "targets", told=("online", "embedding_dim")),
-        Part("negative_source", "negative_sources", told=("embedding_dim",)),
+        Part("augmentation", "augmentations", told={"data": "data"}),
+        Part("encoder", "encoders", told={"data": "data"}),
+        Part("projection_head", "projection_heads", told={"in_dim": "feature_dim"}),
+        Part("predictor", "projection_heads", optional=True, told={"in_dim": "head_dim"}),
+        Part("target", "targets", told={"online": "online", "dim": "embedding_dim"}),
+        Part("negative_source", "negative_sources", told={"dim": "embedding_dim"}),
         Part("loss", "losses"),
-        Part("optimizer", "optimizers", told=("param_groups", "batch_size")),
-        Part("schedule", "schedules", optional=True, told=("optimizer", "total_steps", "steps_per_epoch")),
+        Part("optimizer", "optimizers", told={"param_groups": "param_groups", "batch_size": "batch_size"}),
+        Part("schedule", "schedules", optional=True,
+             told={"optimizer": "optimizer", "total_steps": "total_steps", "steps_per_epoch": "steps_per_epoch"}),
     )
 }
 """A method's parts, in the order they are built."""

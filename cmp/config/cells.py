@@ -4,136 +4,50 @@ For each method the slot choices are layered, lowest first: the method's preset,
 recipe's `defaults`, the method's own keys. A later layer that names the same component
 merges its parameters into the earlier one's; naming another component replaces them.
 Every name is looked up in the registry and every parameter validated before anything
-is built, so a typo costs nothing.
+is built, so a typo costs nothing. What a cell is lives in `cmp.config.cell`, how a sweep
+expands in `cmp.config.sweep`, how cells differ (the dry run's display) in
+`cmp.config.differences`; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
-import itertools
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic
-import torch
 
 from cmp.api.contracts import MethodPreset
 from cmp.api.params import ParamError, ParamSchema, describe_validation_error
 from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS
+from cmp.config.cell import CONFIG_FORMAT, Cell, ResolvedChoice, StepOptions, plain
+from cmp.config.differences import method_differences, resolved_values
 from cmp.config.recipe import (
-    Choice, DataSection, MethodSpec, Parts, Recipe, RecipeModel, TrainSection, apply_override, known_keys,
+    Choice,
+    DataSection,
+    MethodSpec,
+    Parts,
+    Recipe,
+    TrainSection,
+    apply_override,
+    known_keys,
 )
+from cmp.config.sweep import ROOT_KEYS, check_sweep_keys, method_values, root_values, sweep_points, with_root_values
+from cmp.devices import missing_device
 from cmp.errors import PluginError, RecipeError
-from cmp.suggest import unknown_name
+from cmp.precision import resolve_precision
 
-CONFIG_FORMAT = 2
-"""Version of the resolved configuration's shape; part of every cell's key."""
+__all__ = [
+    "CONFIG_FORMAT", "LOCAL_EXECUTOR", "ROOT_KEYS", "Cell", "ResolvedChoice", "StepOptions",
+    "method_differences", "resolve", "resolve_executor", "resolved_values", "sweep_points",
+]
 
-_UNHASHED_TRAIN_KEYS = ("log_every", "threads", "backend")
-
-
-@dataclass(frozen=True)
-class ResolvedChoice:
-    """A validated slot choice, the key path its name came from, and where each parameter
-    the recipe layers set came from (`preset 'moco'.optimizer.params.lr_scaling` for one a
-    preset set and a later layer naming the same component kept): `cmp run --dry-run`
-    shows it."""
-
-    slot: str
-    name: str
-    params: dict[str, Any]
-    where: str
-    param_sources: dict[str, str] = field(default_factory=dict, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": _plain(self.params)}
-
-
-@dataclass(frozen=True)
-class StepOptions:
-    """How views meet in a step (see `cmp.api.slots.STEP_OPTIONS`)."""
-
-    pairs: str | tuple[tuple[int, int], ...] = "symmetric"
-    joint_forward: bool = False
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run: a method with every choice resolved, ready to train and evaluate.
-
-    `data` holds the data set's validated parameters; `parts` one resolved choice per key
-    of `cmp.api.slots.PARTS` (None for an optional part left out).
-    """
-
-    recipe: str
-    method: str
-    data: DataSection
-    train: TrainSection
-    parts: dict[str, ResolvedChoice | None]
-    step: StepOptions
-    evaluators: dict[str, ResolvedChoice]
-    baselines: tuple[ResolvedChoice, ...]
-    sweep: dict[str, Any] = field(default_factory=dict)
-
-    def part(self, key: str) -> ResolvedChoice:
-        """A part that every method has (`encoder`, `loss`...)."""
-        choice = self.parts[key]
-        assert choice is not None, f"part '{key}' is optional"
-        return choice
-
-    @property
-    def name(self) -> str:
-        suffix = ",".join(f"{k}={_short(v)}" for k, v in self.sweep.items())
-        return f"{self.method}[{suffix}]" if suffix else self.method
-
-    def config(self) -> dict[str, Any]:
-        """The resolved configuration as plain data (what `config.yaml` holds)."""
-        return {
-            "recipe": self.recipe,
-            "method": self.method,
-            "sweep": _plain(self.sweep),
-            "data": _plain(self.data.model_dump()),
-            "train": _plain(self.train.model_dump()),
-            "parts": {k: (v.to_dict() if v else None) for k, v in self.parts.items()},
-            "step": _plain(dataclasses.asdict(self.step)),
-            "eval": {k: v.to_dict() for k, v in self.evaluators.items()},
-            "baselines": [b.to_dict() for b in self.baselines],
-        }
-
-    def key(self) -> str:
-        """A content hash of everything that changes the result (baselines do not)."""
-        config = self.config()
-        config["train"] = {k: v for k, v in config["train"].items() if k not in _UNHASHED_TRAIN_KEYS}
-        config["format"] = CONFIG_FORMAT
-        for unhashed in ("recipe", "sweep", "baselines"):
-            config.pop(unhashed)
-        blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-ROOT_KEYS = ("data", "train", "eval", "baselines")
-"""Sweep keys under these apply to the whole recipe; part keys (loss, encoder...) to every method."""
-
-
-def sweep_points(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
-    """(key path of the grid, {dotted key: value}) for every point of the recipe's sweep."""
-    sweep = recipe.model.sweep
-    if not sweep:
-        return [("sweep", {})]
-    grids = [("sweep", sweep)] if isinstance(sweep, dict) else [(f"sweep.{i}", g) for i, g in enumerate(sweep)]
-    points = []
-    for where, grid in grids:
-        keys = list(grid)
-        for values in itertools.product(*(grid[k] for k in keys)):
-            points.append((where, dict(zip(keys, values))))
-    return points
-
+LOCAL_EXECUTOR = "local"
+"""The default executor, the one that runs cells on the machine resolving the recipe."""
 
 def resolve(recipe: Recipe, registry: Registry) -> list[Cell]:
     """Every cell: each method at each sweep point; identical cells are kept once.
@@ -142,18 +56,11 @@ def resolve(recipe: Recipe, registry: Registry) -> list[Cell]:
     """
     cells: dict[tuple[str, str], Cell] = {}
     for where, point in sweep_points(recipe):
-        root = {k: v for k, v in point.items() if k.split(".")[0] in ROOT_KEYS}
-        for key in point:
-            head = key.split(".")[0]
-            if head not in ROOT_KEYS and head not in PARTS and head not in STEP_OPTIONS and head != "methods":
-                known = [*ROOT_KEYS, *PARTS, *STEP_OPTIONS, "methods"]
-                raise recipe.source.error(f"{where}.{key}", unknown_name("sweep key", head, known))
-        at_point = _with_root_values(recipe, root, where)
+        check_sweep_keys(recipe, point, where)
+        root = root_values(point)
+        at_point = with_root_values(recipe, root, where)
         for method in at_point.model.methods:
-            own = {k: v for k, v in point.items() if k not in root and not k.startswith("methods.")}
-            prefix = f"methods.{method}."
-            own.update({k[len(prefix):]: v for k, v in point.items() if k.startswith(prefix)})
-            applies = {k: v for k, v in point.items() if k in root or not k.startswith("methods.") or k.startswith(prefix)}
+            own, applies = method_values(point, root, method)
             for cell in _resolve_cells(at_point, registry, method, own, where):
                 cell = dataclasses.replace(cell, sweep=applies)
                 cells.setdefault((method, cell.key()), cell)
@@ -164,25 +71,9 @@ def resolve_executor(recipe: Recipe, registry: Registry) -> ResolvedChoice:
     """The recipe's executor, looked up and its parameters validated."""
     choice = recipe.model.executor
     if choice.name is None:  # parameters only (`--jobs 2`): of the default executor
-        choice = Choice(name="local", params=choice.params)
+        choice = Choice(name=LOCAL_EXECUTOR, params=choice.params)
     return _resolve_choice(recipe, registry, "executors", choice, "executor.name",
                            {p: f"executor.params.{p}" for p in choice.params}, "executor.params")
-
-
-def _with_root_values(recipe: Recipe, root: dict[str, Any], where: str) -> Recipe:
-    """The recipe with swept data/train/eval values written in, validated again."""
-    if not root:
-        return recipe
-    raw = copy.deepcopy(recipe.raw)
-    for key, value in root.items():
-        apply_override(raw, key, value, recipe.source.where(f"{where}.{key}"))
-    try:
-        model = RecipeModel.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        loc, message = describe_validation_error(exc, known_keys(exc, RecipeModel))
-        # the recipe was valid before: the error lies at or under a swept key (`train.epochs` of a swept `train`)
-        raise recipe.source.error(f"{where}.{'.'.join(loc)}", message) from None
-    return dataclasses.replace(recipe, model=model)
 
 
 def _resolve_cells(
@@ -190,8 +81,8 @@ def _resolve_cells(
 ) -> list[Cell]:
     model = recipe.model
     data = _resolve_data(recipe, registry)
-    train = model.train
-    _check_device(recipe, train.device)
+    _check_device(recipe, model.train.device)
+    train = _resolved_train(model.train)
     evaluators = {
         name: _resolve_choice(
             recipe, registry, "evaluators", Choice(name=name, params=params or {}),
@@ -226,18 +117,28 @@ def _resolve_data(recipe: Recipe, registry: Registry) -> DataSection:
     data = recipe.model.data
     component = registry.get("datasets", data.dataset, where=recipe.source.where("data.dataset"))
     if data.root is not None and not Path(data.root).expanduser().is_dir():
-        advice = component.meta.get("root_hint")  # the plugin's: root -> what the folder should hold
-        hint = advice(data.root) if callable(advice) else ""
+        advice = component.capabilities.root_hint  # the plugin's: root -> what the folder should hold
+        hint = advice(data.root) if advice is not None else ""
         raise recipe.source.error("data.root", f"directory '{data.root}' does not exist{hint}")
-    params = _validate(recipe, component.schema, data.params, {}, "data.params", component.meta.get("check_params"))
+    params = _validate(recipe, component.schema, data.params, {}, "data.params", component.capabilities.check_params)
     return data.model_copy(update={"params": params})
 
 
+def _resolved_train(train: TrainSection) -> TrainSection:
+    """The train section with `precision: auto` resolved for this machine's device, so the
+    cell's key, result and report hold what runs (a bf16 result is never reused as fp32's)."""
+    return train.model_copy(update={"precision": resolve_precision(train.precision, train.device)})
+
+
 def _check_device(recipe: Recipe, device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise recipe.source.error("train.device", f"'{device}' asked for, but CUDA is not available here")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise recipe.source.error("train.device", "'mps' asked for, but MPS is not available here")
+    """Refuse a device this machine lacks when the cells run here (the local executor),
+    before any work; under another executor (Ray) each cell checks where it runs
+    (`cmp.devices.require_device`), since the machine resolving the recipe may have none."""
+    if (recipe.model.executor.name or LOCAL_EXECUTOR) != LOCAL_EXECUTOR:
+        return
+    problem = missing_device(device)
+    if problem is not None:
+        raise recipe.source.error("train.device", problem)
 
 
 @dataclass
@@ -250,9 +151,11 @@ class _Layered:
     default_prefix: str
 
 
-def _resolve_method(
+def _method_layers(
     recipe: Recipe, registry: Registry, method: str, sweep_layer: Mapping[str, Any], sweep_where: str
-) -> tuple[dict[str, ResolvedChoice | None], StepOptions]:
+) -> list[tuple[Mapping[str, Any], str]]:
+    """A method's layers of part and step keys, lowest first, each with the key path it came
+    from: its preset's parts, the recipe's `defaults`, the method's own keys, the sweep point's."""
     spec = recipe.model.methods[method]
     layers: list[tuple[Mapping[str, Any], str]] = []
     if spec.preset is not None:
@@ -262,6 +165,37 @@ def _resolve_method(
     layers.append((_set_fields(recipe.model.defaults), "defaults"))
     layers.append((_set_fields(spec), f"methods.{method}"))
     layers.append((sweep_layer, sweep_where))
+    return layers
+
+
+def _resolved_parts(
+    recipe: Recipe, registry: Registry, method: str, layered: Mapping[str, _Layered | None]
+) -> dict[str, ResolvedChoice | None]:
+    """Each part's layered choice looked up and validated, in slot-table order; a part no
+    layer chose is None if it may be left out, else one error naming where to choose it."""
+    parts: dict[str, ResolvedChoice | None] = {}
+    for key, part in PARTS.items():
+        entry = layered.get(key)
+        if entry is None:
+            if part.optional:
+                parts[key] = None
+                continue
+            raise recipe.source.error(
+                f"methods.{method}",
+                f"no {SLOTS[part.slot].noun} chosen: set methods.{method}.{key} or defaults.{key}, or use a preset",
+            )
+        parts[key] = _resolve_choice(
+            recipe, registry, part.slot, entry.choice, entry.name_path, entry.param_paths, entry.default_prefix
+        )
+    return parts
+
+
+def _resolve_method(
+    recipe: Recipe, registry: Registry, method: str, sweep_layer: Mapping[str, Any], sweep_where: str
+) -> tuple[dict[str, ResolvedChoice | None], StepOptions]:
+    """A method's parts and step options: its layers merged key by key (a later layer naming
+    the same component merges parameters, another component replaces them), then resolved."""
+    layers = _method_layers(recipe, registry, method, sweep_layer, sweep_where)
 
     layered: dict[str, _Layered | None] = {}
     step: dict[str, Any] = {key: option.default for key, option in STEP_OPTIONS.items()}
@@ -295,20 +229,7 @@ def _resolve_method(
                     f"{prefix}.{key}.params",
                 )
 
-    parts: dict[str, ResolvedChoice | None] = {}
-    for key, part in PARTS.items():
-        entry = layered.get(key)
-        if entry is None:
-            if part.optional:
-                parts[key] = None
-                continue
-            raise recipe.source.error(
-                f"methods.{method}",
-                f"no {SLOTS[part.slot].noun} chosen: set methods.{method}.{key} or defaults.{key}, or use a preset",
-            )
-        parts[key] = _resolve_choice(
-            recipe, registry, part.slot, entry.choice, entry.name_path, entry.param_paths, entry.default_prefix
-        )
+    parts = _resolved_parts(recipe, registry, method, layered)
     _check_compatible(recipe, registry, parts)
     _check_loss_needs(recipe, registry, parts, step["pairs"], step_where["pairs"])
     pairs = step["pairs"]
@@ -322,9 +243,10 @@ def _resolve_choice(
     recipe: Recipe, registry: Registry, slot: str, choice: Choice,
     name_path: str, param_paths: dict[str, str], default_prefix: str,
 ) -> ResolvedChoice:
+    assert choice.name is not None, f"{name_path}: a part is resolved only once it names a component"
     component = registry.get(slot, choice.name, where=_where(recipe, name_path))
     params = _validate(recipe, component.schema, choice.params, param_paths, default_prefix,
-                       component.meta.get("check_params"))
+                       component.capabilities.check_params)
     return ResolvedChoice(slot, choice.name, params, name_path, dict(param_paths))
 
 
@@ -350,8 +272,8 @@ def _validate(
 def _check_compatible(recipe: Recipe, registry: Registry, parts: dict[str, ResolvedChoice | None]) -> None:
     loss, negatives = parts["loss"], parts["negative_source"]
     assert loss is not None and negatives is not None
-    needs = registry.get("losses", loss.name).meta.get("needs_negatives", False)
-    gives = registry.get("negative_sources", negatives.name).meta.get("provides_negatives", True)
+    needs = registry.get("losses", loss.name).capabilities.needs_negatives
+    gives = registry.get("negative_sources", negatives.name).capabilities.provides_negatives
     if needs and not gives:
         raise _error(
             recipe, negatives.where,
@@ -374,14 +296,14 @@ def _check_loss_needs(
     into each side) and `min_batch=k` (a global batch of at least k, for batch statistics)."""
     loss = parts["loss"]
     assert loss is not None
-    meta = registry.get("losses", loss.name).meta
-    if meta.get("one_pair") and _pair_count(pairs) != 1:
-        shown = pairs if isinstance(pairs, str) else json.dumps(_plain(pairs))
+    needs = registry.get("losses", loss.name).capabilities
+    if needs.one_pair and _pair_count(pairs) != 1:
+        shown = pairs if isinstance(pairs, str) else json.dumps(plain(pairs))
         raise _error(recipe, pairs_where, (
             f"loss '{loss.name}' compares one view's batch with another's, so it takes one pair of views "
             f"(pairs: one_way), not {shown}"
         ))
-    least = meta.get("min_batch")
+    least = needs.min_batch
     batch = recipe.model.train.batch_size
     if least is not None and batch < least:
         raise _error(recipe, "train.batch_size", (
@@ -405,54 +327,6 @@ def _preset_parts(preset: MethodPreset, name: str, provider: Any) -> dict[str, A
     return _set_fields(spec)
 
 
-def resolved_values(cell: Cell) -> dict[str, tuple[Any, str | None]]:
-    """The cell's method as flat `key: (value, source)`: `optimizer` -> its name,
-    `optimizer.lr_scaling` -> a parameter with the layer that set it (None: the
-    component's default), `pairs` / `joint_forward` -> the step options."""
-    values: dict[str, tuple[Any, str | None]] = {}
-    for key, choice in cell.parts.items():
-        values[key] = ("none" if choice is None else choice.name, None if choice is None else choice.where)
-        for param, value in (choice.params if choice else {}).items():
-            values[f"{key}.{param}"] = (_plain(value), choice.param_sources.get(param) if choice else None)
-    for key, value in dataclasses.asdict(cell.step).items():
-        values[key] = (_plain(value), None)
-    return values
-
-
-def method_differences(cells: list[Cell]) -> list[dict[str, str]]:
-    """Per cell, `key -> value` of what a reader should see before training: the resolved
-    values in which the methods differ (not those a sweep varies within a method), and any
-    parameter kept from a preset although a later layer named the same component again
-    (MoCo's `lr_scaling: linear` under `defaults.optimizer: sgd`), marked `(preset 'moco')`."""
-    flat = [resolved_values(cell) for cell in cells]
-    keys = list(dict.fromkeys(k for values in flat for k in values))
-
-    def shown(values: dict[str, tuple[Any, str | None]], key: str) -> str:
-        return json.dumps(values.get(key, (None, None))[0], sort_keys=True)
-
-    by_method: dict[str, list[int]] = {}
-    for i, cell in enumerate(cells):
-        by_method.setdefault(cell.method, []).append(i)
-    swept = {k for k in keys if any(len({shown(flat[i], k) for i in idx}) > 1 for idx in by_method.values())}
-    differ = {k for k in keys if k not in swept and len({shown(v, k) for v in flat}) > 1}
-    rows = []
-    for cell, values in zip(cells, flat):
-        row = {}
-        for key in [k for k in keys if k in values]:
-            value, source = values[key]
-            kept = source is not None and source.startswith("preset ") and "." in key and not _from_preset(cell, key)
-            if key in differ or kept:
-                row[key] = _short(value) + (f" ({source.split('.', 1)[0]})" if kept and source else "")
-        rows.append(row)
-    return rows
-
-
-def _from_preset(cell: Cell, key: str) -> bool:
-    """Whether the component of a part key (`optimizer.lr` -> optimizer) was named by the preset itself."""
-    choice = cell.parts.get(key.split(".", 1)[0])
-    return choice is not None and choice.where.startswith("preset ")
-
-
 def _where(recipe: Recipe, path: str) -> str:
     if path.startswith("preset "):
         return path
@@ -461,17 +335,3 @@ def _where(recipe: Recipe, path: str) -> str:
 
 def _error(recipe: Recipe, path: str, message: str) -> RecipeError:
     return RecipeError(message, where=_where(recipe, path))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _short(value: Any) -> str:
-    return json.dumps(_plain(value), separators=(",", ":")).strip('"')

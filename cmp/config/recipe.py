@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union, get_args, get_origin
 
 import pydantic
 import yaml
@@ -53,14 +53,28 @@ class Choice(_Strict):
 Pairs = Union[Literal["symmetric", "one_way", "multicrop"], list[tuple[NonNegativeInt, NonNegativeInt]]]
 """A named pairing of views, or explicit [anchor view, positive view] pairs."""
 
-Parts = create_model(
-    "Parts",
-    __base__=_Strict,
-    __doc__="Slot choices (one key per part of `cmp.api.slots.PARTS`) and step options.",
-    **{key: (Optional[Choice], None) for key in PARTS},
-    pairs=(Optional[Pairs], None),
-    joint_forward=(Optional[bool], None),
-)
+if TYPE_CHECKING:
+    class Parts(_Strict):
+        """Slot choices and step options (built from `cmp.api.slots.PARTS` below)."""
+
+        pairs: Pairs | None = None
+        joint_forward: bool | None = None
+
+        def __getattr__(self, key: str) -> Choice | None: ...
+else:
+    Parts = create_model(
+        "Parts",
+        __base__=_Strict,
+        __doc__="Slot choices (one key per part of `cmp.api.slots.PARTS`) and step options.",
+        **{key: (Optional[Choice], None) for key in PARTS},
+        pairs=(Optional[Pairs], None),
+        joint_forward=(Optional[bool], None),
+    )
+
+
+def _default_evaluators() -> dict[str, dict[str, Any] | None]:
+    """kNN and the linear probe, with their default parameters."""
+    return {"knn": {}, "linear": {}}
 
 
 class MethodSpec(Parts):
@@ -92,7 +106,11 @@ class TrainSection(_Strict):
     batch_size: PositiveInt = 256
     seed: Int = 0
     device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    """`auto`: the precision that trains fastest on the device, by what it supports
+    (`cmp.precision`: bf16 on a GPU with native bf16 or a CPU with AMX / AVX-512 BF16,
+    else fp32), decided on the machine that resolves the recipe (under `--executor ray`,
+    the driver). A cell records the resolved value, never `auto`."""
     channels_last: bool = False
     compile: bool = False
     log_every: PositiveInt = 10
@@ -150,9 +168,7 @@ class RecipeModel(_Strict):
     train: TrainSection = Field(default_factory=TrainSection)
     defaults: Parts = Field(default_factory=Parts)
     methods: dict[str, MethodSpec]
-    eval: dict[str, dict[str, Any] | None] = Field(
-        default_factory=lambda: {"knn": {}, "linear": {}}
-    )
+    eval: dict[str, dict[str, Any] | None] = Field(default_factory=_default_evaluators)
     baselines: list[str] = Field(default_factory=lambda: ["raw_pixels", "random_init"])
     executor: Choice = Field(default_factory=lambda: Choice(name="local"))
     """How the cells run: `local` (this process, or `--jobs N` worker processes) or `ray`."""
@@ -275,7 +291,7 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     context = getattr(exc, "context", None) or ""
     context_mark = getattr(exc, "context_mark", None)
     opened = context_mark is not None and any(word in context for word in ("flow", "quoted"))
-    if opened and problem_mark is not None and problem_mark.line != context_mark.line:
+    if opened and context_mark is not None and problem_mark is not None and problem_mark.line != context_mark.line:
         what = context.removeprefix("while parsing ").removeprefix("while scanning ")
         return (f"line {context_mark.line + 1}: not valid YAML: {what} opened here is not closed "
                 f"({problem} on line {problem_mark.line + 1})")

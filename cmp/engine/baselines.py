@@ -1,6 +1,6 @@
 """Baselines under the same evaluation protocol as every method.
 
-A baseline is a component of the `baselines` slot (`cmp.api.contracts.Baseline`); the
+A baseline is a component of the `baselines` slot (`cmp.api.contexts.Baseline`); the
 built-ins are raw pixels, a randomly initialised encoder and a supervised encoder
 (`plugins/baselines.py`). Each is computed once per distinct `depends_on` and cached as
 `<out>/baselines/<name>-<key>.json`, so every recipe on the same data reuses it.
@@ -14,22 +14,24 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from cmp.api.contracts import Baseline, DataInfo, StreamedData
+from cmp.api.contexts import Baseline
+from cmp.api.contracts import DataInfo, EncodedImages, Objective
 from cmp.api.results import BaselineResult, RunInfo
 from cmp.config.cells import Cell, ResolvedChoice
 from cmp.engine.build import BuildContext, build, build_parts, resolve_device
-from cmp.engine.cell_run import evaluation_splits, streaming_source
-from cmp.engine.data import Data
-from cmp.engine.runner import Runner
+from cmp.engine.cell_run import progress_reporter
+from cmp.engine.data import DataSet, dataset
 from cmp.engine.rundir import write_json
-from cmp.engine.trainer import Objective, TrainConfig, Trainer
+from cmp.engine.runner import Runner
+from cmp.engine.trainer import TrainConfig, Trainer
 from cmp.errors import CmpError
-from cmp.evaluation.features import Splits, evaluate_representation
+from cmp.evaluation.features import evaluate_representation
+from cmp.evaluation.splits import Splits
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class BaselineSpec:
 
 
 class BaselineContext:
-    """What a baseline component sees: the cell it follows, its data, and helpers.
+    """What a baseline component sees (`cmp.api.BaselineContext`): the cell it follows,
+    its data, and helpers.
 
     `config` is the cell's resolved configuration (plain data). `build_part(key)` builds
     one of the cell's parts (`encoder`, `augmentation`); `train(objective, ...)` trains a
@@ -60,13 +63,13 @@ class BaselineContext:
         self.dir = runner.out_dir / "baselines"
 
     @functools.cached_property
-    def data(self) -> Data:
-        return self.runner.data_for(self.cell.data)
+    def data(self) -> DataSet:
+        return dataset(self.runner.data_for(self.cell.data))
 
     @property
     def streamed(self) -> bool:
         """Whether the data set is read from disk as it goes (`StreamedData`)."""
-        return isinstance(self.data, StreamedData)
+        return self.data.streamed
 
     @functools.cached_property
     def info(self) -> DataInfo:
@@ -78,21 +81,16 @@ class BaselineContext:
 
     @functools.cached_property
     def splits(self) -> Splits:
-        return evaluation_splits(self.data, self.device)
+        return self.data.evaluation_splits(self.device)
 
     @property
-    def training_images(self) -> Any:
+    def training_images(self) -> torch.Tensor | EncodedImages:
         """The labelled training images: uint8 on the device, or encoded images of a streamed set."""
-        splits = self.splits
-        return splits.train if self.streamed else splits.train_images  # type: ignore[union-attr]
+        return self.splits.training_images
 
     def input_shape(self) -> list[int]:
         """The evaluation input's shape per image (C, H, W): what the preprocess makes of the data."""
-        if isinstance(self.data, StreamedData):
-            sample = torch.zeros((1, self.data.channels, self.data.size, self.data.size), dtype=torch.uint8, device=self.device)
-        else:
-            sample = self.data.test_images[:1].to(self.device)
-        return list(self.augmentation.preprocess(sample).shape[1:])
+        return list(self.augmentation.preprocess(self.data.sample_input(self.device)).shape[1:])
 
     def build_part(self, key: str) -> Any:
         """One part of the cell, built exactly as the cell builds it (seeded by the cell's seed)."""
@@ -113,22 +111,20 @@ class BaselineContext:
         schedule = self.cell.parts["schedule"]
         return {"class": type(optimizer).__name__, "group": group, "schedule": schedule.to_dict() if schedule else None}
 
-    def train(self, objective: Objective, images: Any, key: str) -> None:
+    def train(self, objective: Objective, images: torch.Tensor | EncodedImages, key: str) -> None:
         """Train `objective` on `images` (a uint8 tensor on the device, or a streamed set's
         encoded images) with the cell's optimizer, schedule and budget."""
         train = self.cell.train
-        count = images.shape[0] if isinstance(images, torch.Tensor) else len(images)
+        count = len(images)
         batch = min(train.batch_size, count)
         steps_per_epoch = count // batch
         epochs, total_steps = train.budget(steps_per_epoch)
         context = BuildContext(self.info, batch, steps_per_epoch, epochs, max_steps=total_steps)
-        context.trainable = objective  # type: ignore[assignment]
+        context.trainable = objective  # type: ignore[assignment]  # an Objective is an nn.Module: its parameters are trained
         build_parts(self.cell, self.runner.registry, context, ["optimizer", "schedule"])
         run = RunInfo(f"{self.name} baseline", self.cell.recipe, self.name, key, self.dir, {}, self.device,
                       epochs, steps_per_epoch, total_steps)
-        source = images
-        if isinstance(self.data, StreamedData) and not isinstance(images, torch.Tensor):
-            source = streaming_source(self.data, images, batch, train.seed, self.device)
+        source = self.data.source(images, batch, train.seed, self.device)
         trainer = Trainer(
             objective, self.augmentation, source, context.built["optimizer"], context.built["schedule"],
             torch.Generator(device=self.device).manual_seed(train.seed),
@@ -188,7 +184,7 @@ def compute_baseline(runner: Runner, spec: BaselineSpec, device_name: str | None
         return BaselineResult(baseline=spec.choice.name, label=label, key=key, status="failed", reason=reason)
 
 
-def _reference(component: Baseline) -> str:
+def _reference(component: Baseline) -> Literal["floor", "ceiling"]:
     """The component's `reference` ("floor" unless it says "ceiling")."""
     return "ceiling" if getattr(component, "reference", "floor") == "ceiling" else "floor"
 
@@ -204,8 +200,8 @@ def _compute(runner: Runner, context: BaselineContext, component: Baseline, key:
     metrics = evaluate_representation(
         representation, context.augmentation.preprocess, context.splits,
         {name: build(runner.registry, choice) for name, choice in context.cell.evaluators.items()},
-        progress=lambda task: lambda done, total: runner.hooks.cmp_progress(run=run, task=task, done=done, total=total),
-        channels_last=context.cell.train.channels_last, augmentation=context.augmentation,
+        progress=progress_reporter(runner.hooks, run), channels_last=context.cell.train.channels_last,
+        augmentation=context.augmentation,
     )
     result = BaselineResult(
         baseline=context.name, label=label, key=key, seed=context.cell.train.seed, reference=_reference(component),

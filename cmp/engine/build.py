@@ -1,7 +1,7 @@
 """Building a cell's components from the slot table.
 
 Each part of `cmp.api.slots.PARTS` is built in table order; its factory is told the
-`BuildContext` attributes the part names (`told`), then the recipe's validated
+`BuildContext` attributes the part maps its arguments to (`told`), then the recipe's validated
 parameters. The context derives what later parts need from the parts built so far
 (the encoder's feature size, the online network, the embedding size...).
 """
@@ -19,20 +19,10 @@ from cmp.api.contracts import DataInfo
 from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS
 from cmp.config.cells import Cell, ResolvedChoice
+from cmp.devices import resolve_device as resolve_device  # where the engine's modules have imported it from
+from cmp.engine.learner import Learner, OnlineNetwork, param_groups, view_pairs
 from cmp.errors import CmpError, PluginError
 from cmp.nn import world_size
-from cmp.engine.learner import Learner, OnlineNetwork, param_groups, view_pairs
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when present, else MPS, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def build(registry: Registry, choice: ResolvedChoice, *context: Any) -> Any:
@@ -104,7 +94,7 @@ def build_parts(cell: Cell, registry: Registry, context: BuildContext, keys: Ite
             continue
         choice = cell.parts[key]
         context.built[key] = (
-            None if choice is None else build(registry, choice, *(getattr(context, name) for name in part.told))
+            None if choice is None else build(registry, choice, *(getattr(context, name) for name in part.told.values()))
         )
 
 

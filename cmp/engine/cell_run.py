@@ -4,36 +4,56 @@ Read top to bottom: take the data set, check the batch fits it, build every part
 the slot table, resume from a checkpoint if there is one, train through the `Trainer`,
 evaluate the encoder with every evaluator, and return what was measured.
 
-A data set in memory goes to the device whole; a streamed one (`StreamedData`) becomes a
-`cmp.streaming.StreamingSource` for training (this process's rows of each batch, decoded
-in worker processes) and `StreamedSplits` for evaluation (decoded batch by batch).
+The data set is a `cmp.engine.data.DataSet`: in memory it goes to the device whole; a
+streamed one becomes a `cmp.streaming.StreamingSource` for training (this process's rows
+of each batch, decoded in worker processes) and `StreamedSplits` for evaluation (decoded
+batch by batch). This module does not ask which.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from cmp.api.contracts import StreamedData
+from cmp.api.registry import Registry
 from cmp.api.results import MetricInfo, RunInfo, TrainStats
 from cmp.config.cells import Cell
-from cmp.distributed import SINGLE, Processes
+from cmp.config.recipe import DataSection
+from cmp.distributed import Processes
 from cmp.engine.build import build, build_model
-from cmp.engine.data import Data, train_count
+from cmp.engine.data import Data, dataset
 from cmp.engine.environment import peak_memory_mb, reset_peak_memory
 from cmp.engine.rundir import CHECKPOINT
-from cmp.engine.trainer import BatchSource, TrainConfig, Trainer
+from cmp.engine.trainer import TrainConfig, Trainer
 from cmp.errors import CmpError
-from cmp.evaluation.features import LabelledSplits, Splits, StreamedSplits, evaluate_representation, split_sizes
-
-if TYPE_CHECKING:
-    from cmp.engine.runner import Runner
+from cmp.evaluation.features import Progress, evaluate_representation
+from cmp.evaluation.splits import Splits, seeded_rows
 
 
-def train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CellServices:
+    """What one cell's work needs from around it (the runner makes one).
+
+    registry:  the components, by slot and name
+    hooks:     the plugins' hook relay (`pluggy.HookRelay`), or one that does nothing on
+               a process other than the main one
+    processes: the processes training this cell together
+    echo:      where messages for the user go
+    data_for:  a `data` section's data set, loaded once per process
+    """
+
+    registry: Registry
+    hooks: Any
+    processes: Processes
+    echo: Callable[[str], None]
+    data_for: Callable[[DataSection], Data]
+
+
+def train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
     """Train `cell` (from `resume` when given) and evaluate it; raises on failure.
 
     `train.threads` holds for this cell only: the process's thread count is restored
@@ -43,16 +63,16 @@ def train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[st
     if cell.train.threads:
         torch.set_num_threads(cell.train.threads)
     try:
-        return _train_and_evaluate(runner, cell, run, resume)
+        return _train_and_evaluate(services, cell, run, resume)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
+def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
     train = cell.train
-    data = runner.data_for(cell.data)
+    data = dataset(services.data_for(cell.data))
     device = run.device
-    count = train_count(data)
+    count = data.train_count()
     if train.batch_size > count:
         raise CmpError(
             f"batch size {train.batch_size} is larger than the {count} training images",
@@ -60,13 +80,13 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         )
     info = data.info()
     steps_per_epoch = count // train.batch_size
-    model = build_model(cell, runner.registry, info, steps_per_epoch, device)
-    evaluators = {name: build(runner.registry, choice) for name, choice in cell.evaluators.items()}
-    components = {name: runner.registry.get("evaluators", choice.name) for name, choice in cell.evaluators.items()}
-    during_training = {name: e for name, e in evaluators.items() if components[name].meta.get("during_training", False)}
-    processes = runner.processes
-    images = training_input(data, train.batch_size, train.seed, device, processes)
-    all_splits = evaluation_splits(data, device)
+    model = build_model(cell, services.registry, info, steps_per_epoch, device)
+    evaluators = {name: build(services.registry, choice) for name, choice in cell.evaluators.items()}
+    components = {name: services.registry.get("evaluators", choice.name) for name, choice in cell.evaluators.items()}
+    during_training = {name: e for name, e in evaluators.items() if components[name].capabilities.during_training}
+    processes = services.processes
+    images = data.training_input(train.batch_size, train.seed, device, processes)
+    all_splits = data.evaluation_splits(device)
     training_splits = fixed_subset(all_splits, train.eval_subset)
     generator = torch.Generator(device=device).manual_seed(train.seed)
     augment_generator = None
@@ -84,11 +104,11 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         splits = all_splits if final else training_splits
         results = evaluate_representation(
             model.learner.encoder, model.augmentation.preprocess, splits, chosen,
-            progress=lambda task: lambda done, total: runner.hooks.cmp_progress(run=run, task=task, done=done, total=total),
+            progress=progress_reporter(services.hooks, run),
             channels_last=train.channels_last, processes=processes, augmentation=model.augmentation,
         )
         if final or epoch < epochs:  # the curve's extra last point is not a new evaluation
-            runner.hooks.cmp_evaluation_done(run=run, epoch=epoch, results=results)
+            services.hooks.cmp_evaluation_done(run=run, epoch=epoch, results=results)
         eval_seconds += time.perf_counter() - started
         return results
 
@@ -100,15 +120,15 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
             checkpoint_seconds=train.checkpoint_minutes * 60.0, collapse_std=train.collapse_std,
             micro_batch=train.micro_batch, max_steps=total_steps,
         ),
-        run, runner.hooks, evaluate, run.dir / CHECKPOINT, processes, augment_generator, device,
+        run, services.hooks, evaluate, run.dir / CHECKPOINT, processes, augment_generator, device,
     )
     resumed_from = None
     if resume is not None:
         trainer.load_state_dict(resume)
         resumed_from = trainer.position.step
-        runner.echo(f"cmp: {cell.name}: resuming from step {resumed_from} ({run.dir / CHECKPOINT})")
+        services.echo(f"cmp: {cell.name}: resuming from step {resumed_from} ({run.dir / CHECKPOINT})")
     reset_peak_memory(device)
-    runner.hooks.cmp_run_start(run=run)
+    services.hooks.cmp_run_start(run=run)
     try:
         summary = trainer.fit({"key": cell.key()})
     finally:
@@ -121,7 +141,7 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         history[-1] = {"epoch": epochs, **evaluate(epochs)}
     return {
         "metrics": final,
-        "metric_info": metric_info(runner, cell, final),
+        "metric_info": metric_info(services.registry, cell, final),
         "train": TrainStats(
             epochs=epochs, steps=summary.steps, batch_size=train.batch_size,
             train_time_s=summary.train_seconds, images_per_s=summary.images_per_second,
@@ -133,87 +153,41 @@ def _train_and_evaluate(runner: Runner, cell: Cell, run: RunInfo, resume: dict[s
         "eval_time_s": eval_seconds,
         "peak_memory_mb": peak_memory_mb(device),
         "train_images": count,
-        "test_images": split_sizes(all_splits)[1],
+        "test_images": all_splits.sizes()[1],
     }
 
 
-def training_input(data: Data, batch_size: int, seed: int, device: torch.device,
-                   processes: Processes = SINGLE) -> torch.Tensor | BatchSource:
-    """What the trainer draws batches from: the training images (and unlabelled ones) on the
-    device, or for a streamed set a source of this process's rows, cropped in workers with
-    generators seeded by (`seed`, epoch, image)."""
-    if isinstance(data, StreamedData):
-        return streaming_source(data, data.train, batch_size, seed, device, processes)
-    images = data.train_images if data.unlabeled_images is None else torch.cat([data.train_images, data.unlabeled_images])
-    return images.to(device)
+def progress_reporter(hooks: Any, run: RunInfo) -> Callable[[str], Progress]:
+    """task -> a `Progress` callback telling the `cmp_progress` hook of `run` how far that task is."""
 
+    def for_task(task: str) -> Progress:
+        def report(done: int, total: int) -> None:
+            hooks.cmp_progress(run=run, task=task, done=done, total=total)
 
-def streaming_source(data: StreamedData, images: Any, batch_size: int, seed: int, device: torch.device,
-                     processes: Processes = SINGLE) -> BatchSource:
-    """A `StreamingSource` of `images` with the data set's crop, workers and corrupt-image limit."""
-    from cmp.streaming import CropSpec, StreamingSource
+        return report
 
-    return StreamingSource(
-        images, batch_size=batch_size, size=data.size, channels=data.channels,
-        crop=CropSpec(data.crop_scale, data.crop_ratio), seed=seed, rank=processes.rank,
-        world_size=processes.world_size, num_workers=data.num_workers, pin_memory=device.type == "cuda",
-        max_corrupt=data.max_corrupt, decode_device=device if data.decode_on == "device" else None,
-    )
-
-
-def evaluation_splits(data: Data, device: torch.device) -> Splits:
-    """The labelled splits evaluation reads: on the device, or streamed from disk."""
-    if isinstance(data, StreamedData):
-        return StreamedSplits(
-            data.train, data.test, len(data.classes), data.channels, data.size, device, fraction=data.eval_fraction,
-            num_workers=data.num_workers, max_corrupt=data.max_corrupt, decode_on=data.decode_on,
-        )
-    return LabelledSplits(
-        data.train_images.to(device), data.train_labels.to(device),
-        data.test_images.to(device), data.test_labels.to(device), len(data.classes),
-    )
+    return for_task
 
 
 def fixed_subset(splits: Splits, count: int | None) -> Splits:
     """At most `count` images of each split, the same ones at every evaluation and in every
     cell (a seeded choice), for the cheap evaluations during training."""
-    n_train, n_test = split_sizes(splits)
+    n_train, n_test = splits.sizes()
     if count is None or count >= max(n_train, n_test):
         return splits
-
-    def pick(n: int, offset: int) -> torch.Tensor | None:
-        if count >= n:
-            return None
-        chosen = torch.randperm(n, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED + offset))[:count]
-        return chosen.sort().values
-
-    train, test = pick(n_train, 0), pick(n_test, 1)
-    if isinstance(splits, StreamedSplits):
-        from cmp.streaming import Subset
-
-        return dataclasses.replace(
-            splits,
-            train=splits.train if train is None else Subset(splits.train, train.numpy()),
-            test=splits.test if test is None else Subset(splits.test, test.numpy()),
-        )
-    device = splits.train_images.device
-    rows_train = slice(None) if train is None else train.to(device)
-    rows_test = slice(None) if test is None else test.to(device)
-    return LabelledSplits(splits.train_images[rows_train], splits.train_labels[rows_train],
-                          splits.test_images[rows_test], splits.test_labels[rows_test], splits.num_classes)
+    return splits.subset(seeded_rows(n_train, count, EVAL_SUBSET_SEED), seeded_rows(n_test, count, EVAL_SUBSET_SEED + 1))
 
 
 EVAL_SUBSET_SEED = 2024
 """Seed of the fixed subset evaluated during training (independent of the cell's seed)."""
 
 
-def metric_info(runner: Runner, cell: Cell, metrics: dict[str, float]) -> dict[str, MetricInfo]:
+def metric_info(registry: Registry, cell: Cell, metrics: dict[str, float]) -> dict[str, MetricInfo]:
     """How each metric is shown, from what its evaluator declared at registration."""
     info: dict[str, MetricInfo] = {}
     for name, choice in cell.evaluators.items():
-        declared = runner.registry.get("evaluators", choice.name).meta.get("metrics", {})
-        for metric, described in declared.items():
-            info[f"{name}_{metric}"] = described if isinstance(described, MetricInfo) else MetricInfo(str(described))
+        for metric, described in registry.get("evaluators", choice.name).capabilities.metrics.items():
+            info[f"{name}_{metric}"] = described
     for metric in metrics:
         info.setdefault(metric, MetricInfo(metric))
     return info

@@ -33,8 +33,10 @@ def cpu_name() -> str:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's; a CUDA device this machine lacks (a Ray driver
+    without GPUs describing cells that ran elsewhere) is named as such."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.get_device_name(device) if torch.cuda.is_available() else f"{device} (not on this machine)"
     return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 

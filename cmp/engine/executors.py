@@ -2,10 +2,11 @@
 
 How cells are run is a slot (`executors`): `local` runs them in this process or in
 worker processes of this machine (`--jobs N`), `ray` as tasks of a Ray cluster. Every
-executor gets the same `ExecutionContext`, and the semantics stay in the engine, not in
-the executor: cached cells never leave the driver (`pending`), a cell's run directory
-handles resume and failure (`run_cell_in_worker` calls the same `Runner.run_cell`), and
-`on_done` reports each cell as it finishes.
+executor gets the same `ExecutionContext` (the protocol `cmp.api.ExecutionContext`), and
+the semantics stay in the engine, not in the executor: cached cells never leave the
+driver (`pending`), a cell's run directory handles resume and failure (a `CellTask`
+calls the same `Runner.run_cell` in another process), and `on_done` reports each cell
+as it finishes.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.multiprocessing as mp
 
-from cmp.api.contracts import Executor
+from cmp.api.contexts import CellSpec, Executor
 from cmp.api.loader import load_plugins
 from cmp.api.results import RunResult
 from cmp.config.cells import Cell
@@ -30,7 +32,7 @@ from cmp.engine.runner import Runner
 
 @dataclass
 class ExecutionContext:
-    """What an executor is given besides the cells.
+    """What an executor is given besides the cells (`cmp.api.ExecutionContext`).
 
     runner:  the driver's runner (run directories, cache, the plugins' hooks)
     plugins: the third-party plugin selection (`--plugins`) other processes load
@@ -47,19 +49,63 @@ class ExecutionContext:
     def out_dir(self) -> Path:
         return self.runner.out_dir
 
+    def pending(self, cells: Sequence[CellSpec]) -> tuple[dict[int, RunResult], list[int]]:
+        """Cached results by cell index (reported at once), and the indices still to run."""
+        cached: dict[int, RunResult] = {}
+        todo: list[int] = []
+        for i, cell in enumerate(cells):
+            found = self.runner.run_dir(_cell(cell)).cached()
+            if found is None:
+                todo.append(i)
+            else:
+                cached[i] = found
+                self.on_done(found)
+        return cached, todo
 
-def pending(cells: Sequence[Cell], context: ExecutionContext) -> tuple[dict[int, RunResult], list[int]]:
-    """Cached results by cell index (reported at once), and the indices still to run."""
-    cached: dict[int, RunResult] = {}
-    todo: list[int] = []
-    for i, cell in enumerate(cells):
-        found = context.runner.run_dir(cell).cached()
-        if found is None:
-            todo.append(i)
-        else:
-            cached[i] = found
-            context.on_done(found)
-    return cached, todo
+    def run_in_order(self, cells: Sequence[CellSpec]) -> list[RunResult]:
+        """Each cell in this process, one after another (also how every process of a
+        distributed run goes through a sweep)."""
+        results = []
+        for cell in cells:
+            results.append(self.runner.run_cell(_cell(cell)))
+            self.on_done(results[-1])
+        return results
+
+    def task(self, cell: CellSpec, threads: int | None = None, processes: int = 1) -> CellTask:
+        """`cell` as a picklable task for another process (a pool worker, a Ray task)."""
+        return CellTask(self.plugins, tuple(self.modules), self.out_dir, _cell(cell), threads, processes)
+
+    def failed(self, cell: CellSpec, reason: str) -> RunResult:
+        """A failed result for a cell whose task ended without one, written to its run directory."""
+        resolved = _cell(cell)
+        result = RunResult(recipe=resolved.recipe, method=resolved.method, cell=resolved.name, key=resolved.key(),
+                           sweep=resolved.config()["sweep"], config=resolved.config(), status="failed", reason=reason)
+        rundir = self.runner.run_dir(resolved)
+        rundir.path.mkdir(parents=True, exist_ok=True)
+        rundir.write_result(result)
+        return result
+
+
+def _cell(cell: CellSpec) -> Cell:
+    """The engine's cell behind a `CellSpec` an executor hands back: executors only hold
+    the cells they were given, which are `Cell`s."""
+    return cast(Cell, cell)
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """One cell run in another process, with its own plugins, data and runner; picklable
+    (`cmp.api.CellTask`). On `processes` > 1 processes of that machine together (DDP)."""
+
+    plugins: str | None
+    modules: tuple[str, ...]
+    out_dir: Path
+    cell: Cell
+    threads: int | None = None
+    processes: int = 1
+
+    def __call__(self) -> RunResult:
+        return run_cell_on_processes(self.plugins, self.modules, self.out_dir, self.cell, self.processes, self.threads)
 
 
 def run_cell_in_worker(
@@ -119,17 +165,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_in_order(cells: Sequence[Cell], context: ExecutionContext) -> list[RunResult]:
-    """Each cell in this process, one after another (also how every process of a
-    distributed run goes through a sweep)."""
-    results = []
-    for cell in cells:
-        results.append(context.runner.run_cell(cell))
-        context.on_done(results[-1])
-    return results
-
-
-def run_cells(runner: Runner, cells: Sequence[Cell], executor: Executor | None = None, **context: object) -> list[RunResult]:
+def run_cells(
+    runner: Runner, cells: Sequence[Cell], executor: Executor | None = None, plugins: str | None = None,
+    modules: Sequence[str] = (), on_done: Callable[[RunResult], None] = lambda result: None,
+) -> list[RunResult]:
     """Results in the order of `cells`, run by `executor` (in this process, in order, by default)."""
-    full = ExecutionContext(runner, **context)  # type: ignore[arg-type]
-    return run_in_order(cells, full) if executor is None else executor.run(list(cells), full)
+    context = ExecutionContext(runner, plugins, modules, on_done)
+    return context.run_in_order(cells) if executor is None else executor.run(list(cells), context)

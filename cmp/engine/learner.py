@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cmp.api.contracts import Encoder, Head, Negatives, NegativeSource, PairBatch, TargetBranch
+from cmp.api.contracts import Encoder, Head, Negatives, NegativeSource, PairBatch, StepOutput, TargetBranch
 
 PAIRINGS: dict[str, list[tuple[int, int]]] = {
     "symmetric": [(0, 1), (1, 0)],
@@ -68,14 +68,6 @@ class Embeddings:
     p: dict[int, Tensor]
 
 
-@dataclass
-class StepOutput:
-    """The loss of one step and the embeddings it came from (None: not contrastive)."""
-
-    loss: Tensor
-    batch: PairBatch | None
-
-
 class Learner(nn.Module):
     """Online network, optional predictor, target branch and negative source, with a loss.
 
@@ -112,7 +104,7 @@ class Learner(nn.Module):
 
     @property
     def encoder(self) -> Encoder:
-        return self.online.encoder  # type: ignore[return-value]
+        return self.online.encoder
 
     def _through(self, module: nn.Module, inputs: dict[int, Tensor], order: Sequence[int]) -> dict[int, Tensor]:
         """Each view through `module`; with `joint_forward`, views of one shape as one batch."""

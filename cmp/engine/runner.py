@@ -13,14 +13,16 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from cmp.api.loader import Plugins
 from cmp.api.results import RunInfo, RunResult
 from cmp.config.cells import Cell
 from cmp.config.recipe import DataSection
+from cmp.devices import require_device
 from cmp.distributed import SINGLE, Processes, broadcast, process_device
 from cmp.engine.build import resolve_device
-from cmp.engine.cell_run import train_and_evaluate
+from cmp.engine.cell_run import CellServices, train_and_evaluate
 from cmp.engine.data import Data, load_data
 from cmp.engine.environment import environment
 from cmp.engine.rundir import RunDirectory
@@ -39,6 +41,11 @@ class Runner:
         self.out_dir = out_dir
         self.echo = echo if processes.is_main else _quiet
         self._data: dict[str, Data] = {}
+
+    @property
+    def services(self) -> CellServices:
+        """What a cell's work is given: this runner's registry, hooks, processes, messages and data."""
+        return CellServices(self.registry, self.hooks, self.processes, self.echo, self.data_for)
 
     def data_for(self, data: DataSection) -> Data:
         """The data set of a `data` section (in memory or streamed), loaded once per process."""
@@ -73,9 +80,11 @@ class Runner:
         started = time.perf_counter()
         fields: dict = {}
         crash: Exception | None = None
+        status: Literal["ok", "failed"]
         try:
+            require_device(device_name or cell.train.device)  # here, where the cell runs (a Ray node, not the driver)
             resume = broadcast(self._resume_state(rundir) if main else None, self.processes)
-            fields = train_and_evaluate(self, cell, run, resume)
+            fields = train_and_evaluate(self.services, cell, run, resume)
             status, reason = "ok", None
         except CmpError as exc:
             status, reason = "failed", str(exc)

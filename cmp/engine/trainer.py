@@ -9,13 +9,10 @@ step. Checkpoints are taken at every epoch end and every `checkpoint_seconds` of
 training, with everything needed to resume to the same result (including mid-epoch).
 
 Where batches come from: a data set held in memory is a uint8 tensor on the device,
-indexed with the epoch's permutation (no copy but the batch itself). A streamed data set
-is a `BatchSource` (`cmp.streaming.StreamingSource`): asked for an epoch's batches with
-the same permutation (on the CPU) from the step training stands at, it yields this
-process's rows of each global batch, decoded and cropped in worker processes; each is
-moved to the device asynchronously (from pinned memory on a GPU). The order, the ids and
-the resume point are the trainer's in both cases, so a resumed epoch continues with the
-same samples and every process reads only its own rows.
+indexed with the epoch's permutation (no copy but the batch itself); a streamed data set
+is a `BatchSource` (`cmp.engine.batch_source`) asked for the same permutation's batches.
+The loop's helpers live beside it: the random state a checkpoint holds
+(`cmp.engine.random_state`) and the collapse check (`cmp.engine.collapse`).
 """
 
 from __future__ import annotations
@@ -26,18 +23,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+
+__all__ = ["BatchSource", "Objective", "Position", "SourceBatch", "TrainConfig", "TrainSummary", "Trainer"]
 
 import torch
 from torch import Tensor
-
 from torch.nn.parallel import DistributedDataParallel
 
 from cmp.api.contracts import Augmentation
+from cmp.distributed import SINGLE, Processes, broadcast, mean_across
+from cmp.engine.batch_source import BatchSource, SourceBatch, check_batch_sizes, on_device
 from cmp.engine.checkpoint import save_checkpoint
+from cmp.engine.collapse import check_collapse, embedding_std
 from cmp.engine.grad_cache import cached_step
-from cmp.distributed import SINGLE, Processes, all_gather_objects, broadcast, mean_across
 from cmp.engine.learner import StepOutput
+from cmp.engine.random_state import random_state, restore_random_state
 from cmp.errors import CmpError, RunFailed
 
 
@@ -57,29 +58,6 @@ class Objective(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
-
-
-class SourceBatch(Protocol):
-    """One batch of a `BatchSource`: uint8 images (b, C, S, S) and their data-set ids (b,)."""
-
-    images: Tensor
-    ids: Tensor
-
-
-class BatchSource(Protocol):
-    """Training batches made outside the trainer, in the trainer's order.
-
-    `epoch(epoch, perm, start_step)` yields, for steps `start_step` .. `len(self) //
-    batch_size - 1`, this process's `local_batch` rows of the global batch
-    `perm[step * batch_size : (step + 1) * batch_size]`, as `SourceBatch`es on the CPU.
-    """
-
-    batch_size: int
-    local_batch: int
-
-    def __len__(self) -> int: ...
-
-    def epoch(self, epoch: int, perm: Tensor, start_step: int = 0) -> Iterator[SourceBatch]: ...
 
 
 @dataclass(frozen=True)
@@ -174,22 +152,14 @@ class Trainer:
         self.source: BatchSource | None = None
         if isinstance(images, Tensor):
             self.device = images.device
-            count = images.shape[0]
+            self.count = images.shape[0]
         else:
+            check_batch_sizes(images, config.batch_size, self.local_batch)
             self.source = images
             self.device = torch.device(device) if device is not None else generator.device
-            count = len(images)
-            if images.batch_size != config.batch_size or images.local_batch != self.local_batch:
-                raise CmpError(
-                    f"the batch source gives {images.local_batch} of {images.batch_size} images per step, the trainer "
-                    f"expects {self.local_batch} of {config.batch_size}", where="train.batch_size",
-                )
-        self.forward: Any = learner
-        if processes.distributed and any(p.requires_grad for p in learner.parameters()):  # type: ignore[attr-defined]
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(learner, device_ids=ids)  # type: ignore[arg-type]
-        self.count = count
-        self.steps_per_epoch = count // config.batch_size
+            self.count = len(images)
+        self.forward = self._distributed(learner)
+        self.steps_per_epoch = self.count // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -197,6 +167,14 @@ class Trainer:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
         self.autocast_dtype = dtype
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+
+    def _distributed(self, learner: Objective) -> Any:
+        """What a step calls: the learner, wrapped for gradient averaging when several
+        processes train a learner with trainable parameters."""
+        if self.processes.distributed and any(p.requires_grad for p in learner.parameters()):  # type: ignore[attr-defined]  # an Objective is an nn.Module at run time; the Protocol does not say so
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            return DistributedDataParallel(learner, device_ids=ids)
+        return learner
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:
@@ -210,8 +188,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict() if self.schedule is not None else {},
             "scaler": self.scaler.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **random_state(self.generator, self.augment_generator, self.device, self.processes),
             "world_size": self.processes.world_size,
             "position": {
                 "epoch": p.epoch, "step": p.step, "step_in_epoch": p.step_in_epoch,
@@ -221,17 +198,7 @@ class Trainer:
         }
         if p.perm is not None:
             state["perm"] = p.perm.cpu()
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        if self.processes.distributed:  # each process's own random streams
-            state["rank_states"] = all_gather_objects(self._own_random_state(), self.processes)
         return state
-
-    def _own_random_state(self) -> dict[str, Tensor]:
-        own = {"augment": self.augment_generator.get_state(), "torch_rng": torch.get_rng_state()}
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            own["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return own
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved_by = int(state.get("world_size", 1))
@@ -247,16 +214,7 @@ class Trainer:
             self.schedule.load_state_dict(state["schedule"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        if "rank_states" in state:
-            own = state["rank_states"][self.processes.rank]
-            self.augment_generator.set_state(own["augment"])
-            torch.set_rng_state(own["torch_rng"])
-            if "cuda_rng" in own and self.device.type == "cuda":
-                torch.cuda.set_rng_state(own["cuda_rng"], self.device)
+        restore_random_state(state, self.generator, self.augment_generator, self.device, self.processes)
         pos = state["position"]
         self.position = Position(
             epoch=int(pos["epoch"]), step=int(pos["step"]), step_in_epoch=int(pos["step_in_epoch"]),
@@ -284,7 +242,7 @@ class Trainer:
         micro = self.config.micro_batch
         self.optimizer.zero_grad(set_to_none=True)
         if micro is not None and micro < x.shape[0]:
-            out = cached_step(self.learner, self.forward, views, ids, micro, self._autocast, self.scaler.scale)  # type: ignore[arg-type]
+            out = cached_step(self.learner, self.forward, views, ids, micro, self._autocast, self.scaler.scale)  # type: ignore[arg-type]  # GradScaler.scale is overloaded (tensor or list); cached_step passes tensors
         else:
             with self._autocast():
                 out = self.forward(views, ids)
@@ -307,12 +265,13 @@ class Trainer:
                 p.step_in_epoch, p.epoch_loss_sum = 0, 0.0
             loss_sum = torch.zeros((), device=self.device)
             started = time.perf_counter()
+            timed_from, timed_seconds = p.step_in_epoch, 0.0  # this fit's part of the epoch (a resumed one starts mid-way)
             stream = self._stream(p) if self.source is not None else None
             while p.step_in_epoch < self.steps_per_epoch and p.step < self.total_steps:
                 if stream is None:  # in memory: index the batch on the device
                     i = p.step_in_epoch
                     ids = p.perm[i * bsz : (i + 1) * bsz][self._mine]
-                    x = self.images[ids]
+                    x = cast(Tensor, self.images)[ids]  # no source: the images are a tensor
                 else:
                     x, ids = next(stream)
                 loss, batch = self._train_step(x, ids)
@@ -323,20 +282,25 @@ class Trainer:
                 if p.step % cfg.log_every == 0 or p.step_in_epoch == self.steps_per_epoch or p.step == self.total_steps:
                     self._log(loss, batch, p)
                 if self._checkpoint_due(last_save, p) and p.step_in_epoch < self.steps_per_epoch:
-                    p.train_seconds += time.perf_counter() - started
+                    elapsed = time.perf_counter() - started
+                    p.train_seconds += elapsed
+                    timed_seconds += elapsed
                     p.epoch_loss_sum += mean_across(loss_sum, self.processes).item()
                     loss_sum.zero_()
                     self.save(extra)
                     started = last_save = time.perf_counter()
             epoch_loss = (p.epoch_loss_sum + mean_across(loss_sum, self.processes).item()) / max(1, p.step_in_epoch)
-            p.train_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            p.train_seconds += elapsed
+            timed_seconds += elapsed
             self._check(epoch_loss, f"in epoch {p.epoch + 1}")
             p.loss_per_epoch.append(epoch_loss)
             p.epoch += 1
             p.perm = None
             self.hooks.cmp_epoch_end(
                 run=self.run, epoch=p.epoch,
-                metrics={"loss": epoch_loss, "images_per_s": p.step_in_epoch * bsz / max(1e-9, time.perf_counter() - started)},
+                # the steps trained between `started`s over their time, checkpoint writing left out
+                metrics={"loss": epoch_loss, "images_per_s": (p.step_in_epoch - timed_from) * bsz / max(1e-9, timed_seconds)},
             )
             if self.evaluate is not None and cfg.eval_every and p.epoch % cfg.eval_every == 0 and p.epoch < cfg.epochs:
                 results = self.evaluate(p.epoch)
@@ -351,10 +315,7 @@ class Trainer:
     def _stream(self, p: Position) -> Iterator[tuple[Tensor, Tensor]]:
         """The source's batches of this epoch from the current step, moved to the device."""
         assert self.source is not None and p.perm is not None
-        blocking = self.device.type == "cpu"
-        start = p.step_in_epoch
-        for batch in self.source.epoch(p.epoch, p.perm.cpu(), start):
-            yield batch.images.to(self.device, non_blocking=not blocking), batch.ids.to(self.device, non_blocking=not blocking)
+        yield from on_device(self.source.epoch(p.epoch, p.perm.cpu(), p.step_in_epoch), self.device)
         raise RunFailed(f"the batch source ended epoch {p.epoch + 1} at step {p.step_in_epoch} of {self.steps_per_epoch}")
 
     @property
@@ -377,14 +338,7 @@ class Trainer:
         self._check(value, f"at step {p.step} (epoch {p.epoch + 1})")
         metrics = {"loss": value, "lr": float(self.optimizer.param_groups[0]["lr"]), **self.learner.stats()}
         if self.config.collapse_std > 0 and batch is not None:
-            std = mean_across(
-                torch.nn.functional.normalize(batch.anchors.detach().float(), dim=1).std(dim=0).mean(), self.processes
-            ).item()
-            metrics["embedding_std"] = std
-            if std < self.config.collapse_std:
-                raise RunFailed(
-                    f"representation collapsed at step {p.step}: embedding std {std:.2e} "
-                    f"< {self.config.collapse_std:g}"
-                )
+            metrics["embedding_std"] = embedding_std(batch.anchors, self.processes)
+            check_collapse(metrics["embedding_std"], self.config.collapse_std, p.step)
         self.hooks.cmp_step_end(run=self.run, step=p.step, metrics=metrics)
         self.hooks.cmp_progress(run=self.run, task="train", done=p.step, total=self.total_steps)

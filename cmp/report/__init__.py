@@ -15,16 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from cmp.api.results import BaselineResult, RunResult
+from cmp.report.claims import Claim, ClaimResult, check_claims, comparisons_table
 from cmp.report.document import Figure, Section, Table
-from cmp.report.figures import batch_size_figure, curve_panels, curves_figure, metric_curves_figure
+from cmp.report.figure_data import curve_panels
+from cmp.report.figures import batch_size_figure, curves_figure, metric_curves_figure
 from cmp.report.files import write_csv, write_json
 from cmp.report.groups import Group, group_results, result_order
 from cmp.report.html import render_html
 from cmp.report.markdown import render_markdown
 from cmp.report.metrics import ReportMetric, report_metrics
-from cmp.report.claims import Claim, ClaimResult, check_claims, comparisons_table
 from cmp.report.tables import (
-    baseline_standing, evaluation_protocol, failures_table, loss_table, method_table, settings_table, time_split,
+    baseline_standing,
+    evaluation_protocol,
+    failures_table,
+    loss_table,
+    method_table,
+    settings_table,
+    time_split,
 )
 
 __all__ = [
@@ -46,8 +53,24 @@ def write_report(
     results = sorted(results, key=result_order)
     groups = group_results(results)
     metrics = report_metrics(results, baselines)
-
     invocation = invocation or {}
+    intro = introduction(groups, invocation, description)
+    sections = report_sections(results, baselines, groups, metrics, invocation, out_dir)
+    if hooks is not None:
+        sections += plugin_sections(hooks, results, baselines, out_dir)
+
+    title = f"cmp report: {name}"
+    paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html",
+             "csv": out_dir / "results.csv", "json": out_dir / "results.json"}
+    paths["markdown"].write_text(render_markdown(title, intro, sections, out_dir))
+    paths["html"].write_text(render_html(title, intro, sections))
+    write_csv(results, metrics, paths["csv"])
+    write_json(name, results, baselines, groups, metrics, invocation, paths["json"])
+    return paths
+
+
+def introduction(groups: list[Group], invocation: dict[str, Any], description: str | None) -> list[str]:
+    """The paragraphs above the sections: the recipe's description, the command and machine, the cell count."""
     overrides = invocation.get("overrides") or []
     intro = []
     if description:
@@ -62,7 +85,12 @@ def write_report(
     ok, failed = sum(len(g.ok) for g in groups), sum(len(g.failed) for g in groups)
     runs_dir = invocation.get("runs_dir", "RUNS_DIR")
     intro.append(f"{ok} cell(s) finished, {failed} failed. Regenerate with `cmp report {runs_dir}`.")
+    return intro
 
+
+def report_sections(results: list[RunResult], baselines: list[BaselineResult], groups: list[Group],
+                    metrics: list[ReportMetric], invocation: dict[str, Any], out_dir: Path) -> list[Section]:
+    """cmp's own sections, in order: the answer (summary), then its evidence; the figures are written to `out_dir`."""
     claims = check_claims([Claim.from_dict(c) for c in invocation.get("claims") or []], groups, metrics)
     standing, below = baseline_standing(groups, baselines, metrics)
     sections = [summary_section(groups, metrics, claims, below, bool(standing))]
@@ -77,6 +105,24 @@ def write_report(
     tables = [t for t in (loss_table(results, m) for m in metrics if m.info.percent) if t]
     if tables:
         sections.append(Section("Losses and negative sources", list(tables)))
+    curves = curves_section(results, baselines, groups, metrics, out_dir)
+    if curves:
+        sections.append(curves)
+    sections.append(Section("What was run", [settings_table(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
+    failures = [r for g in groups for r in g.failed]
+    if failures:
+        sections.append(Section("Failed cells", [failures_table(failures)]))
+    comparisons = comparisons_table(groups, metrics)
+    if claims or comparisons:
+        sections.append(Section("Claims and paired comparisons", [
+            *(claim_paragraphs(claims)), *([comparisons] if comparisons else []),
+        ]))
+    return sections
+
+
+def curves_section(results: list[RunResult], baselines: list[BaselineResult], groups: list[Group],
+                   metrics: list[ReportMetric], out_dir: Path) -> Section | None:
+    """The training curves (percentage metrics, per loss) and the diagnostics' curves; None when neither is drawn."""
     subset = evaluation_subset(results)
     # curves evaluated on a subset are not comparable with baselines measured on every image
     accuracy = [m for m in metrics if m.info.percent]  # losses differ in scale, so these go per loss
@@ -88,27 +134,8 @@ def write_report(
     if diagnostics and subset:
         diagnostics.caption += f" On the fixed subset of {subset:,} images evaluated during training."
     if curves or diagnostics:
-        sections.append(Section("Training curves", [f for f in (curves, diagnostics) if f]))
-    sections.append(Section("What was run", [settings_table(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
-    failures = [r for g in groups for r in g.failed]
-    if failures:
-        sections.append(Section("Failed cells", [failures_table(failures)]))
-    comparisons = comparisons_table(groups, metrics)
-    if claims or comparisons:
-        sections.append(Section("Claims and paired comparisons", [
-            *(claim_paragraphs(claims)), *([comparisons] if comparisons else []),
-        ]))
-    if hooks is not None:
-        sections += plugin_sections(hooks, results, baselines, out_dir)
-
-    title = f"cmp report: {name}"
-    paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html",
-             "csv": out_dir / "results.csv", "json": out_dir / "results.json"}
-    paths["markdown"].write_text(render_markdown(title, intro, sections, out_dir))
-    paths["html"].write_text(render_html(title, intro, sections))
-    write_csv(results, metrics, paths["csv"])
-    write_json(name, results, baselines, groups, metrics, invocation, paths["json"])
-    return paths
+        return Section("Training curves", [f for f in (curves, diagnostics) if f])
+    return None
 
 
 def evaluation_subset(results: list[RunResult]) -> int | None:

@@ -18,7 +18,14 @@ from cmp.report.document import Table
 from cmp.report.groups import Group, format_value, short_key
 from cmp.report.metrics import ReportMetric
 from cmp.report.paired import (
-    Comparison, PairedDifference, Verdict, format_p, one_factor_comparisons, paired_difference, seed_values, value_key,
+    Comparison,
+    PairedDifference,
+    Verdict,
+    format_p,
+    one_factor_comparisons,
+    paired_difference,
+    seed_values,
+    value_key,
 )
 
 

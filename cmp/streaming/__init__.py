@@ -10,7 +10,16 @@ The engine uses these through `StreamedData` (`plugins/streamed_datasets.py`);
 `python -m cmp.streaming.generate` writes a synthetic tree to try them on.
 """
 
-from cmp.streaming.decode import CorruptImage, CropSpec, center_box, crop_generator, decode_bytes, eval_crop, random_crop_box, train_crop
+from cmp.streaming.decode import (
+    CorruptImage,
+    CropSpec,
+    center_box,
+    crop_generator,
+    decode_bytes,
+    eval_crop,
+    random_crop_box,
+    train_crop,
+)
 from cmp.streaming.index import EncodedImages, ImageIndex, Subset, build_index, read_class_names
 from cmp.streaming.loader import Batch, CorruptImageWarning, StreamingSource, estimate_statistics, stream_eval
 from cmp.streaming.shards import ShardIndex, open_shards, write_shards

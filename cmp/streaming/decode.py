@@ -32,7 +32,7 @@ from torchvision.transforms.v2.functional import rgb_to_grayscale
 try:
     from torchvision.io import ImageReadMode, decode_image
 except ImportError:  # deprecated since torchvision 0.29 in favour of TorchCodec: PIL then decodes all
-    decode_image = None  # type: ignore[assignment]
+    decode_image = None
 
 _SOURCE_PREFIX = re.compile(r"^\w+, \S+:\d+, ")
 """torchvision's errors start with its C++ function, file and line: left out of messages."""

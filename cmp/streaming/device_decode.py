@@ -29,7 +29,7 @@ from cmp.streaming.decode import Box, CorruptImage, decode_bytes, resized_crop
 try:
     from torchvision.io import ImageReadMode, decode_jpeg
 except ImportError:  # torchvision without its decoders (TorchCodec era): the workers decode everything
-    decode_jpeg = None  # type: ignore[assignment]
+    decode_jpeg = None
 
 
 class Pending(NamedTuple):

@@ -63,7 +63,7 @@ class PackedStrings:
 class ImageIndex:
     """The images of one split folder: relative paths, labels (int64) and class names."""
 
-    def __init__(self, root: Path, classes: list[str], files: Sequence[str], labels: Sequence[int], from_cache: bool = False) -> None:
+    def __init__(self, root: Path, classes: list[str], files: Sequence[str], labels: Sequence[int] | np.ndarray, from_cache: bool = False) -> None:
         self.root = root
         self.classes = classes
         self.paths = PackedStrings(files)

@@ -29,7 +29,7 @@ choose the crop box, and the batch is decoded on that device in the main process
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -38,7 +38,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cmp.errors import CmpWarning, DataError
-from cmp.streaming.decode import Box, CorruptImage, CropSpec, center_box, crop_generator, decode_bytes, random_crop_box, resized_crop
+from cmp.streaming.decode import (
+    Box,
+    CorruptImage,
+    CropSpec,
+    center_box,
+    crop_generator,
+    decode_bytes,
+    random_crop_box,
+    resized_crop,
+)
 from cmp.streaming.device_decode import Pending, decode_pending, device_decoding_available, image_header
 from cmp.streaming.index import EncodedImages, Subset
 
@@ -93,7 +102,7 @@ class _Decoder(Dataset[Batch]):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, key: Key) -> Batch:  # type: ignore[override]
+    def __getitem__(self, key: Key) -> Batch:
         epoch, ids = key
         out = torch.zeros((len(ids), self.channels, self.size, self.size), dtype=torch.uint8)
         corrupt: list[tuple[int, str]] = []
@@ -237,6 +246,7 @@ class StreamingSource:
             persistent_workers=num_workers > 0, prefetch_factor=prefetch_factor if num_workers > 0 else None,
         )
         self._loader: DataLoader[Batch] | None = None
+        self._pass: Generator[Batch, None, None] | None = None
 
     def __len__(self) -> int:
         """The samples an epoch's permutation orders (the whole split, every process)."""
@@ -262,21 +272,24 @@ class StreamingSource:
             order[i * self.batch_size + first : i * self.batch_size + first + b] for i in range(start_step, self.steps_per_epoch)
         ]
         if self._loader is None:
-            self._loader = DataLoader(self._decoder, batch_size=None, sampler=self._keys, collate_fn=_as_is, **self._loader_options)  # type: ignore[arg-type]
-        return self._checked(iter(self._loader), epoch)
+            self._loader = DataLoader(self._decoder, batch_size=None, sampler=self._keys, collate_fn=_as_is, **self._loader_options)  # type: ignore[arg-type]  # the decoder yields whole batches (batch_size=None); torch's stubs expect a Dataset of samples
+        self._end_pass()
+        self._pass = _checked(iter(self._loader), self._decoder, self._tally, self.decode_device, epoch)
+        return self._pass
 
-    def _checked(self, batches: Iterator[Batch], epoch: int) -> Iterator[Batch]:
-        for batch in batches:
-            if self.decode_device is not None:
-                batch = self._decoder.complete(batch, epoch, self.decode_device)
-            self._tally.check(batch)
-            yield batch
+    def _end_pass(self) -> None:
+        if self._pass is not None:
+            self._pass.close()  # lets go of the loader's iterator, even if its holder keeps the generator
+            self._pass = None
 
     def close(self) -> None:
-        """Stop the worker processes (they also stop when the source is garbage-collected)."""
-        iterator = getattr(self._loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
+        """Stop the worker processes (they also stop when the source is garbage-collected).
+
+        PyTorch shuts a loader's workers down when its iterator is garbage-collected (its
+        documented behaviour; the persistent iterator lives in the loader): the pass handed
+        out is closed, the loader dropped, and with the last reference the workers go.
+        """
+        self._end_pass()
         self._loader = None
 
     def __enter__(self) -> StreamingSource:
@@ -284,6 +297,19 @@ class StreamingSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _checked(
+    batches: Iterator[Batch], decoder: _Decoder, tally: _Tally, device: torch.device | None, epoch: int,
+) -> Generator[Batch, None, None]:
+    """A pass's batches, decoded on `device` where asked, each checked for corrupt images.
+    A function, not a method: the source holds the pass, and the pass does not hold the
+    source, so dropping a source frees its workers without waiting for a garbage collection."""
+    for batch in batches:
+        if device is not None:
+            batch = decoder.complete(batch, epoch, device)
+        tally.check(batch)
+        yield batch
 
 
 def stream_eval(
@@ -305,7 +331,7 @@ def stream_eval(
     keys.rows = [torch.arange(s, min(stop, s + batch_size)) for s in range(start, stop, batch_size)]
     decoder = _Decoder(images, channels, size, None, 0, fraction, defer_jpeg=device is not None)
     loader = DataLoader(
-        decoder, batch_size=None, sampler=keys, collate_fn=_as_is, num_workers=num_workers,  # type: ignore[arg-type]
+        decoder, batch_size=None, sampler=keys, collate_fn=_as_is, num_workers=num_workers,  # type: ignore[arg-type]  # as above: batches, not samples
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )
     tally = _Tally(images, max_corrupt)

@@ -23,6 +23,7 @@ import tarfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ Listing = list[list[object]]
 
 def _scan_shard(shard: Path) -> Listing:
     """Every sample of one shard, in member order."""
-    samples: dict[str, dict[str, object]] = {}
+    samples: dict[str, dict[str, Any]] = {}
     try:
         with tarfile.open(shard, mode="r:") as tar:
             for member in tar:
@@ -159,7 +160,7 @@ def _scan_shard(shard: Path) -> Listing:
             raise DataError(f"sample '{key}' has no image ({', '.join(sorted(_IMAGE_EXTENSIONS))})", where=str(shard))
         if "label" not in sample:
             raise DataError(f"sample '{key}' has no label ({key}.cls)", where=str(shard))
-        offset, size = sample["image"]  # type: ignore[misc]
+        offset, size = sample["image"]
         listing.append([key, offset, size, sample["label"]])
     if not listing:
         raise DataError("holds no samples (key.jpg + key.cls)", where=str(shard))

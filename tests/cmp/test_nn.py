@@ -378,6 +378,7 @@ def test_with_a_faked_world_of_three_gather_lays_rows_out_as_one_process_would(m
     x is this one's plus 100 * rank (the real collectives are tested across processes above)."""
     import torch.distributed.nn.functional as collective
 
+    import cmp.distributed as distributed
     import cmp.nn as cnn
     from cmp.api.contracts import PairBatch
     from cmp_plugins.negatives import InBatchNegatives
@@ -395,6 +396,7 @@ def test_with_a_faked_world_of_three_gather_lays_rows_out_as_one_process_would(m
 
     monkeypatch.setattr(dist, "all_gather", all_gather)
     assert (cnn.world_size(), cnn.rank()) == (3, 1)
+    assert (cnn.world_size, cnn.rank) == (distributed.world_size, distributed.rank)  # one implementation
     x = torch.arange(8.0).view(4, 2)  # two views of two rows
     rank_major = torch.cat([x + 100 * r for r in range(world)])
     view_major = torch.cat([x[v * 2 : v * 2 + 2] + 100 * r for v in range(2) for r in range(world)])

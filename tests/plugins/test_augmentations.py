@@ -65,7 +65,7 @@ def test_views_differ_are_normalised_and_repeat_with_the_seed() -> None:
     g = torch.Generator().manual_seed(3)
     draws = [sample_view_params(spec, 64, 32, 32, g, torch.device("cpu")) for spec in aug.specs]
     for view, spec, p in zip((v1, v2), aug.specs, draws):
-        torch.testing.assert_close(view, aug.apply(x.float() / 255, spec, p), atol=1e-6, rtol=0)
+        torch.testing.assert_close(view, aug.apply_view(x.float() / 255, spec, p), atol=1e-6, rtol=0)
     assert not torch.equal(draws[0]["box"], draws[1]["box"])
     assert ((v1 - v2).flatten(1).abs().amax(dim=1) > 0.1).all()  # every image gets two different views
     again = aug(x, torch.Generator().manual_seed(3))

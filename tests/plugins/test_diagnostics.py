@@ -11,9 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from cmp.api.contracts import Augmentation, DataInfo, Features
-from cmp.evaluation.features import (
-    VIEW_IMAGES, LabelledSplits, evaluate_representation, extract_view_features, view_subset,
-)
+from cmp.evaluation.features import evaluate_representation, extract_view_features
+from cmp.evaluation.splits import VIEW_IMAGES, LabelledSplits, view_subset
 from cmp_plugins.augmentations import simclr
 from cmp_plugins.diagnostics import alignment, collapse, diagnostics, rankme, spread_rows, uniformity
 from cmp_plugins.evaluators import knn

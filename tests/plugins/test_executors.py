@@ -105,6 +105,23 @@ def test_a_failing_cell_fails_alone_on_ray(tmp_path: Path) -> None:
     assert "## Failed cells" in report and "boom inside the loss" in report
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_driver_lacks_is_checked_on_the_node_each_cell_runs_on(tmp_path: Path) -> None:
+    """`device: cuda` from a driver without GPUs is not refused before any task is placed;
+    here no node has one either, so each CUDA cell fails alone naming train.device, and the
+    CPU cells and the report are kept."""
+    recipe = tmp_path / "sweep.yaml"
+    recipe.write_text(SWEEP.replace("sweep: {train.seed: [0, 1]}", "sweep: {train.device: [cuda, cpu]}").replace(
+        "  moco: {preset: moco, negative_source: {name: queue, params: {size: 128}}}\n", ""))
+    code = main(["run", str(recipe), "--out", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports"), "--executor", "ray"])
+    assert code == 1
+    found = results(tmp_path / "runs")
+    assert found["simclr[train.device=cpu]"].ok
+    failed = found["simclr[train.device=cuda]"]
+    assert not failed.ok and (failed.reason or "").startswith("train.device: 'cuda' asked for, but CUDA is not available on ")
+    assert "CUDA is not available on" in (tmp_path / "reports" / "sweep" / "report.md").read_text()
+
+
 def _kill_the_task_when_checkpointed(out: Path, killed: list[int]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not killed:

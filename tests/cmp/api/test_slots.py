@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from cmp.api.capabilities import CAPABILITIES
 from cmp.api.hookspecs import RegistrationSpecs
 from cmp.api.loader import Plugins
 from cmp.api.slots import PARTS, SLOTS, STEP_OPTIONS, hook_name
@@ -26,9 +27,15 @@ def test_every_part_names_a_slot_and_context_the_builder_has() -> None:
         assert part.slot in SLOTS
         slot = SLOTS[part.slot]
         assert slot.kind in ("factory", "function")
-        assert len(part.told) == len(slot.told), part.key
-        for name in part.told:
+        assert tuple(part.told) == slot.told, part.key  # the factory's arguments, named as the slot names them
+        for name in part.told.values():
             assert hasattr(BuildContext, name) or name in BuildContext.__dataclass_fields__, (part.key, name)
+
+
+def test_every_capability_a_slot_accepts_is_one_the_registry_knows() -> None:
+    for slot in SLOTS.values():
+        assert set(slot.capabilities) <= set(CAPABILITIES), slot.name
+    assert SLOTS["methods"].capabilities == ()  # a preset is data: nothing to declare beside it
 
 
 def test_each_factory_takes_what_its_slot_says_it_is_told(plugins: Plugins) -> None:

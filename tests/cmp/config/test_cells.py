@@ -124,6 +124,7 @@ baselines: []
 OVERRIDES: dict[str, tuple[tuple[str, ...], st.SearchStrategy[Any]]] = {
     # recipe key: (where its resolved value is in Cell.config(), values to try)
     "train.epochs": (("train", "epochs"), st.integers(1, 4)),
+    "train.steps": (("train", "steps"), st.one_of(st.none(), st.integers(1, 40))),
     "train.batch_size": (("train", "batch_size"), st.sampled_from([16, 32, 64])),
     "train.seed": (("train", "seed"), st.integers(0, 2)),
     "train.precision": (("train", "precision"), st.sampled_from(["fp32", "bf16", "fp16"])),
@@ -148,7 +149,12 @@ OVERRIDES: dict[str, tuple[tuple[str, ...], st.SearchStrategy[Any]]] = {
     "methods.moco.pairs": (("step", "pairs"), st.sampled_from(["one_way", "symmetric"])),
     "methods.moco.joint_forward": (("step", "joint_forward"), st.booleans()),
 }
-UNHASHED = {"train.log_every", "train.threads"}  # how a run is logged and threaded, not what it computes
+UNHASHED = {"train.log_every", "train.threads", "train.checkpoint_minutes"}  # how a run is logged, threaded and
+# checkpointed, not what it computes; and train.epochs when train.steps decides the budget:
+
+
+def hashed(key: str, config: dict[str, Any]) -> bool:
+    return key not in UNHASHED and not (key == "train.epochs" and config["train"]["steps"] is not None)
 
 
 def resolved_at(config: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -177,7 +183,7 @@ def test_an_override_changes_the_cache_key_exactly_when_it_changes_a_resolved_va
     for key, value in chosen.items():
         where = OVERRIDES[key][0]
         assert resolved_at(after, where) == value, key  # the override reached the resolved cell
-        changed |= key not in UNHASHED and resolved_at(before, where) != value
+        changed |= hashed(key, after) and resolved_at(before, where) != value
     assert (cell.key() != base.key()) == changed, (chosen, {k: resolved_at(before, OVERRIDES[k][0]) for k in chosen})
 
 
@@ -199,31 +205,59 @@ def test_the_cache_key_hashes_the_resolved_configuration_as_documented(write_rec
     """The key names every run directory, so its derivation is part of the on-disk format:
     sha256 of the sorted, compact JSON of the resolved configuration without the recipe
     name, the sweep point and the baselines (and without the train keys that do not change
-    what is computed: train.log_every, train.threads...), with the configuration format (2)
-    added; its first 12 hex digits."""
+    what is computed: train.log_every, train.threads, train.checkpoint_minutes...; and
+    train.epochs when train.steps is set), with the configuration format (3) added; its
+    first 12 hex digits."""
     import hashlib
 
-    from cmp.config.cells import _UNHASHED_TRAIN_KEYS
+    from cmp.config.cell import UNHASHED_TRAIN_KEYS
 
-    assert {"log_every", "threads"} <= set(_UNHASHED_TRAIN_KEYS) and not {"epochs", "seed", "batch_size"} & set(_UNHASHED_TRAIN_KEYS)
-    cells = cells_of(write_recipe, plugins, "sweep: {train.seed: [0, 1]}\n")
+    assert {"log_every", "threads", "checkpoint_minutes"} <= set(UNHASHED_TRAIN_KEYS)
+    assert not {"epochs", "steps", "seed", "batch_size", "precision"} & set(UNHASHED_TRAIN_KEYS)
+    cells = cells_of(write_recipe, plugins, "sweep: {train.seed: [0, 1], train.steps: [null, 20]}\n")
+    assert len(cells) == 2 * 2 * 2
     for cell in cells:
         config = cell.config()
         assert list(config) == ["recipe", "method", "sweep", "data", "train", "parts", "step", "eval", "baselines"]
         assert (config["recipe"], config["method"]) == (cell.recipe, cell.method)
         hashed = {k: v for k, v in config.items() if k not in ("recipe", "sweep", "baselines")}
-        hashed["train"] = {k: v for k, v in hashed["train"].items() if k not in _UNHASHED_TRAIN_KEYS}
-        hashed["format"] = 2
+        hashed["train"] = {k: v for k, v in hashed["train"].items()
+                           if k not in UNHASHED_TRAIN_KEYS and not (k == "epochs" and config["train"]["steps"])}
+        hashed["format"] = 3
         blob = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
         assert cell.key() == hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def test_checkpointing_and_epochs_under_a_step_budget_leave_the_key_and_run_directory_alone(  # type: ignore[no-untyped-def]
+    write_recipe, plugins, tmp_path: Path,
+) -> None:
+    """How often a checkpoint is written does not change what is computed, nor does
+    train.epochs when train.steps decides the budget: the cell keeps its key, so its
+    result is reused and the report does not move; epochs still count without steps."""
+    from cmp.engine.rundir import RunDirectory
+
+    path = write_recipe(BASE)
+
+    def cells(*overrides: str) -> list[Any]:
+        return resolve(load_recipe(path, list(overrides)), plugins.registry)
+
+    def keys(*overrides: str) -> list[str]:
+        return [cell.key() for cell in cells(*overrides)]
+
+    assert keys("train.checkpoint_minutes=0.5") == keys()
+    assert keys("train.steps=20", "train.epochs=5") == keys("train.steps=20") != keys()
+    assert keys("train.steps=20", "train.epochs=5", "train.checkpoint_minutes=2") == keys("train.steps=20")
+    assert keys("train.epochs=5") != keys()
+    every_minute, every_ten = cells("train.checkpoint_minutes=1")[0], cells()[0]
+    assert RunDirectory(tmp_path, every_minute).path == RunDirectory(tmp_path, every_ten).path
 
 
 def test_paths_in_a_configuration_are_written_as_text() -> None:
     from pathlib import Path
 
-    from cmp.config.cells import _plain
+    from cmp.config.cell import plain
 
-    assert _plain({"root": Path("/data/x"), "sizes": (1, [2, Path("y")])}) == {"root": "/data/x", "sizes": [1, [2, "y"]]}
+    assert plain({"root": Path("/data/x"), "sizes": (1, [2, Path("y")])}) == {"root": "/data/x", "sizes": [1, [2, "y"]]}
 
 
 def test_parameters_wrong_only_together_are_one_error_at_their_recipe_key(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
@@ -246,9 +280,9 @@ def test_a_methods_own_components_keep_their_preset_values_unmarked_and_missing_
 
 
 def test_short_values_are_compact_json() -> None:
-    from cmp.config.cells import _short
+    from cmp.config.cell import short
 
-    assert _short({"a": [1, 2]}) == '{"a":[1,2]}' and _short("text") == "text" and _short("XL") == "XL"
+    assert short({"a": [1, 2]}) == '{"a":[1,2]}' and short("text") == "text" and short("XL") == "XL"
 
 
 def test_the_executor_is_the_recipes_or_local_with_its_parameters(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
@@ -349,6 +383,19 @@ def test_a_device_or_part_that_cannot_be_used_is_one_error_at_its_key(  # type: 
     assert info.value.message == message and info.value.where == f"{path}: {where}"
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_is_not_refused_when_another_machine_runs_the_cells(  # type: ignore[no-untyped-def]
+    write_recipe, plugins,
+) -> None:
+    """Under `--executor ray` the cells run on the cluster's nodes, not on the machine that
+    resolves the recipe (a head node without GPUs): the device is checked where each cell
+    runs. The local executor runs them here, so it still refuses at once."""
+    ray = BASE.replace("batch_size: 32}", "batch_size: 32, device: cuda}") + "executor: {name: ray}\n"
+    assert {cell.train.device for cell in resolve(load_recipe(write_recipe(ray)), plugins.registry)} == {"cuda"}
+    local = write_recipe(ray.replace("{name: ray}", "{name: local, params: {jobs: 2}}"), "local.yaml")
+    assert refusal(local, plugins.registry) == f"{local}: train.device: 'cuda' asked for, but CUDA is not available here"
+
+
 def test_a_part_named_none_is_left_out(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
     text = BASE.replace("  moco: {preset: moco}\n", "  byol: {preset: byol, predictor: none}\n")
     byol = next(c for c in resolve(load_recipe(write_recipe(text)), plugins.registry) if c.method == "byol")
@@ -429,7 +476,7 @@ def test_a_method_without_a_required_part_is_named_with_where_to_set_it(write_re
 def test_the_methods_differences_are_their_resolved_values_with_what_a_preset_kept(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
     simclr, moco = method_differences(resolve(load_recipe(write_recipe(BASE)), plugins.registry))
     assert simclr == {"target": "shared", "target.stop_gradient": "false", "negative_source": "in_batch",
-                      "loss.temperature": "0.5", "optimizer.lr": "0.1", "optimizer.lr_scaling": "none",
+                      "negative_source.keys": "all", "loss.temperature": "0.5", "optimizer.lr": "0.1", "optimizer.lr_scaling": "none",
                       "schedule.warmup_epochs": "1.0", "pairs": "symmetric", "joint_forward": "true"}
     assert moco == {"target": "momentum", "negative_source": "queue", "loss.temperature": "0.2",
                     "optimizer.lr": "0.06 (preset 'moco')", "optimizer.weight_decay": "0.0005 (preset 'moco')",

@@ -12,7 +12,7 @@ from cmp.cli import main
 from cmp.config.recipe import TrainSection
 from cmp.engine.build import BuildContext
 from cmp.engine.cell_run import fixed_subset
-from cmp.evaluation.features import LabelledSplits
+from cmp.evaluation.splits import LabelledSplits
 
 RECIPE = """\
 name: budget

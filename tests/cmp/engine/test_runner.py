@@ -164,3 +164,28 @@ def test_a_process_other_than_the_main_one_says_nothing_and_calls_no_lifecycle_p
     assert main_process.hooks is plugins.hook
     assert other.hooks.cmp_run_end(run=None, result=None) == []
     assert other.hooks is not plugins.hook
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cell_whose_device_is_not_on_the_machine_running_it_fails_alone_naming_train_device(tmp_path: Path) -> None:
+    """The check a Ray worker makes: one clear reason naming `train.device` and the
+    machine, recorded as the cell's result, while the next cell trains as before."""
+    import dataclasses
+    import socket
+
+    from cmp.api.loader import load_plugins
+    from cmp.config.cells import resolve
+    from cmp.config.recipe import load_recipe
+    from cmp.engine.runner import Runner
+
+    recipe = tmp_path / "resumable.yaml"
+    recipe.write_text(RESUMABLE.replace("epochs: 3", "epochs: 1").replace("checkpoint_minutes: 0.00001", "device: cpu"))
+    plugins = load_plugins("none")
+    (on_cpu,) = resolve(load_recipe(recipe), plugins.registry)
+    on_cuda = dataclasses.replace(on_cpu, train=on_cpu.train.model_copy(update={"device": "cuda"}))
+    runner = Runner(plugins, tmp_path / "runs")
+    failed, trained = runner.run_cell(on_cuda), runner.run_cell(on_cpu)
+    assert failed.status == "failed"
+    assert failed.reason == f"train.device: 'cuda' asked for, but CUDA is not available on {socket.gethostname()}"
+    assert trained.ok and trained.key != failed.key
+    assert runner.run_dir(on_cuda).cached() is None  # tried again on the next run, perhaps on another machine

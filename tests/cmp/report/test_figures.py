@@ -16,7 +16,8 @@ from matplotlib.figure import Figure as MatplotlibFigure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from cmp.api.results import BaselineResult, RunResult  # noqa: E402
-from cmp.report.figures import batch_size_figure, curve_panels, curves_figure, series_style  # noqa: E402
+from cmp.report.figure_data import curve_panels  # noqa: E402
+from cmp.report.figures import batch_size_figure, curves_figure, series_style  # noqa: E402
 from cmp.report.groups import group_results, result_order  # noqa: E402
 from cmp.report.metrics import report_metrics  # noqa: E402
 from tests.cmp.report.synthetic import baseline, budget_cell, budget_sweep  # noqa: E402

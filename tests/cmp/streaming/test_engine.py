@@ -30,13 +30,13 @@ from cmp.config.cells import Cell, resolve
 from cmp.config.recipe import load_recipe
 from cmp.distributed import Processes
 from cmp.engine.build import build, build_model
-from cmp.engine.cell_run import evaluation_splits, streaming_source
 from cmp.engine.checkpoint import load_checkpoint
-from cmp.engine.data import load_data
+from cmp.engine.data import Streamed, load_data
 from cmp.engine.learner import StepOutput
 from cmp.engine.runner import SilentHooks
 from cmp.engine.trainer import TrainConfig, Trainer
-from cmp.evaluation.features import LabelledSplits, StreamedSplits, evaluate_representation, view_subset
+from cmp.evaluation.features import evaluate_representation
+from cmp.evaluation.splits import LabelledSplits, StreamedSplits, view_subset
 from cmp.streaming import StreamingSource, build_index, eval_crop
 from tests.cmp.streaming.images import picture
 
@@ -115,14 +115,14 @@ def test_a_source_of_the_same_crops_trains_and_evaluates_as_the_in_memory_tensor
     plugins, cell, data = cell_for(tmp_path, squares)
     # a crop of area 1 and aspect 1 of a square image is the whole image: what a tensor data set holds
     whole = torch.stack([eval_crop(data.train.read(i), 3, SIZE, 1.0) for i in range(len(data.train))])
-    source = streaming_source(data, data.train, BATCH, SEED, CPU)
+    source = Streamed(data).source(data.train, BATCH, SEED, CPU)
     in_memory, streamed = trainer_for(plugins, cell, data, whole), trainer_for(plugins, cell, data, source)
     assert streamed.source is source and in_memory.source is None
     losses = [t.fit().loss_per_epoch for t in (in_memory, streamed)]
     assert losses[0] == losses[1] and len(losses[0]) == EPOCHS
     assert same_weights(weights(in_memory), weights(streamed))
 
-    splits = evaluation_splits(data, CPU)
+    splits = Streamed(data).evaluation_splits(CPU)
     assert isinstance(splits, StreamedSplits)
     crops = [torch.stack([eval_crop(s.read(i), 3, SIZE, data.eval_fraction) for i in range(len(s))]) for s in (data.train, data.test)]
     tensors = LabelledSplits(crops[0], torch.from_numpy(data.train.labels), crops[1], torch.from_numpy(data.test.labels), 2)
@@ -151,7 +151,7 @@ def test_a_streamed_run_resumed_mid_epoch_ends_as_an_uninterrupted_one(squares: 
     every_step = {"checkpoint_seconds": 0.0}
 
     def trainer(path: Path, **options: Any) -> Trainer:
-        return trainer_for(plugins, cell, data, streaming_source(data, data.train, BATCH, SEED, CPU),
+        return trainer_for(plugins, cell, data, Streamed(data).source(data.train, BATCH, SEED, CPU),
                            config=every_step, checkpoint_path=path, **options)
 
     straight = trainer(tmp_path / "straight.pt")
@@ -168,7 +168,7 @@ def test_a_streamed_run_resumed_mid_epoch_ends_as_an_uninterrupted_one(squares: 
     summary = resumed.fit()
     assert summary.loss_per_epoch == expected.loss_per_epoch and summary.steps == expected.steps
     assert same_weights(weights(resumed), weights(straight))
-    splits = evaluation_splits(data, CPU)
+    splits = Streamed(data).evaluation_splits(CPU)
     assert metrics(plugins, cell, resumed, splits) == metrics(plugins, cell, straight, splits)
 
 

@@ -257,3 +257,39 @@ def test_closing_stops_the_workers_even_while_an_epoch_is_still_held(index: Imag
     source.close()
     assert not any(w.is_alive() for w in workers)
     del held
+
+
+@ignore_corrupt
+def test_a_source_stops_its_workers_through_the_data_loaders_public_behaviour_only(
+    index: ImageIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No private attribute of PyTorch's DataLoader is read from cmp (they change between
+    releases): a source ends its workers by closing the pass it handed out and letting go
+    of the loader. No worker process is left, whether the epoch was read to its end or not."""
+    import multiprocessing
+    import sys
+
+    import cmp.streaming.loader as loader_module
+
+    touched: list[str] = []
+
+    class Watched(loader_module.DataLoader):  # type: ignore[misc, name-defined]
+        def __getattribute__(self, name: str) -> object:
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if name.startswith("_") and not name.startswith("__") and not caller.startswith("torch"):
+                touched.append(f"{caller}: {name}")
+            return super().__getattribute__(name)
+
+    monkeypatch.setattr(loader_module, "DataLoader", Watched)
+    before = set(multiprocessing.active_children())
+    for read_to_the_end in (True, False):
+        source = StreamingSource(index, batch_size=8, size=SIZE, num_workers=2, max_corrupt=0.1)
+        held = source.epoch(0, perm(41))
+        batches = list(held) if read_to_the_end else [next(held)]
+        assert batches and batches[0].images.shape == (8, 3, SIZE, SIZE)
+        workers = set(multiprocessing.active_children()) - before
+        assert len(workers) == 2 and all(w.is_alive() for w in workers)  # persistent: alive after the epoch too
+        source.close()
+        assert not any(w.is_alive() for w in workers)
+        assert set(multiprocessing.active_children()) == before
+    assert touched == []
