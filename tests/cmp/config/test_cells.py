@@ -545,7 +545,7 @@ def cmp_register_losses(register):
 @pytest.mark.parametrize(("method", "where", "shown"), [
     ("{preset: barlow_twins, pairs: symmetric}", "methods.simclr.pairs", "symmetric"),
     ("{preset: vicreg, pairs: multicrop}", "methods.simclr.pairs", "multicrop"),
-    ("{preset: vicreg, pairs: [[0, 1], [1, 0]]}", "methods.simclr.pairs", "[[0,1],[1,0]]"),
+    ("{preset: vicreg, pairs: [[0, 1], [1, 0]]}", "methods.simclr.pairs", "[[0, 1], [1, 0]]"),
     ("{preset: simclr, loss: vicreg}", "preset 'simclr'.pairs", "symmetric"),  # the preset's pairs, another loss
 ])
 def test_a_loss_that_takes_one_pair_refuses_more_at_the_key_that_set_them(  # type: ignore[no-untyped-def]
