@@ -132,7 +132,7 @@ def _describe(graph: grimp.ImportGraph, component: list[str]) -> str:
     following = sorted(set(graph.find_modules_directly_imported_by(start)) & set(component))[0]
     chain = (start, *(graph.find_shortest_chain(importer=following, imported=start) or ()))
     steps = [start]
-    for importer, imported in zip(chain, chain[1:]):
+    for importer, imported in zip(chain, chain[1:], strict=False):  # consecutive pairs
         lines = sorted(d["line_number"] for d in graph.get_import_details(importer=importer, imported=imported))
         steps.append(f"{imported} (l.{', '.join(map(str, lines))})")
     return "import cycle: " + " -> ".join(steps)

@@ -283,7 +283,7 @@ class Features:
     `views`, on the test split only, when an evaluator has an attribute `needs_views =
     True` and the engine was given the augmentation: the encoder's features (M, F) of two
     augmented views of the same images, a fixed, seeded subset of the split (at most
-    `cmp.evaluation.features.VIEW_IMAGES` images, the same ones and the same augmentation
+    `cmp.evaluation.splits.VIEW_IMAGES` images, the same ones and the same augmentation
     draws at every evaluation), row i of each the same image: positive pairs, for
     measures such as alignment. None otherwise (a baseline is evaluated without views).
     """
