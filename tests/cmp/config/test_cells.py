@@ -66,7 +66,7 @@ def test_a_grid_is_the_product_for_every_method(write_recipe, plugins) -> None: 
 def test_a_swept_loss_replaces_the_methods_loss_and_its_parameters(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
     cells = cells_of(write_recipe, plugins, "sweep: {loss.name: [nt_xent, margin_triplet]}\n")
     moco = {c.parts["loss"].name: c for c in cells if c.method == "moco"}
-    assert moco["nt_xent"].parts["loss"].params == {"temperature": 0.2}  # the preset's
+    assert moco["nt_xent"].parts["loss"].params == {"temperature": 0.2, "query": "anchor"}  # the preset's
     assert moco["margin_triplet"].parts["loss"].params == {"margin": 0.5, "semi_hard": False}
     assert moco["margin_triplet"].parts["negative_source"].name == "queue"
 

@@ -122,7 +122,7 @@ def test_good_recipe_resolves_with_layers(write_recipe, plugins) -> None:  # typ
     assert cell.train.epochs == 3 and cell.data.subset == 100
     assert cell.parts["encoder"].params["widths"] == (8, 16)  # defaults beat the preset's resnet18
     assert cell.parts["encoder"].name == "convnet"
-    assert cell.parts["loss"].params == {"temperature": 0.2}  # the method's own value beats the preset's
+    assert cell.parts["loss"].params == {"temperature": 0.2, "query": "anchor"}  # the method's own value beats the preset's
     assert cell.parts["target"].name == "shared" and cell.parts["predictor"] is None
     assert cell.parts["optimizer"].params["lr"] == 0.1 and cell.parts["optimizer"].params["momentum"] == 0.9
     assert cell.step == StepOptions(pairs="symmetric", joint_forward=True)
