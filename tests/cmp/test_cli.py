@@ -75,7 +75,8 @@ def test_plugins_lists_every_slot_with_parameters(capsys: pytest.CaptureFixture[
     losses = {c["name"]: c for c in listing["slots"]["losses"]}
     assert losses["nt_xent"]["distribution"] == "cmp-compare"
     assert losses["nt_xent"]["params"] == [
-        {"name": "temperature", "type": "float > 0", "default": 0.1, "required": False}
+        {"name": "temperature", "type": "float > 0", "default": 0.1, "required": False},
+        {"name": "query", "type": "'anchor' | 'positive'", "default": "anchor", "required": False},
     ]
     assert main(["plugins", "--slot", "encoders"]) == 0
     text = capsys.readouterr().out
