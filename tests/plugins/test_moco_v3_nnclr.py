@@ -229,7 +229,8 @@ def test_nnclr_preset_takes_the_papers_settings(loaded: Plugins, tmp_path: Path)
     assert parts["loss"] == {"name": "nt_xent", "params": {"temperature": 0.1, "query": "positive"}}
     assert parts["negative_source"] == {"name": "in_batch", "params": {"keys": "anchor_view"}}
     assert parts["projection_head"]["params"] == {
-        "hidden_dim": 2048, "out_dim": 256, "num_layers": 3, "batch_norm": True, "last_batch_norm": True}
+        "hidden_dim": 2048, "out_dim": 256, "num_layers": 3, "batch_norm": True, "last_batch_norm": True,
+        "fixed_lr": False}
     assert parts["predictor"]["params"]["hidden_dim"] == 4096
 
 
