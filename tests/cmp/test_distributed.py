@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,8 +25,6 @@ from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -36,16 +33,17 @@ from cmp.api.results import RunResult
 from cmp.distributed import Processes, mean_across, shard
 from cmp.engine.learner import Learner, OnlineNetwork, view_pairs
 from cmp_plugins import losses
+from cmp_plugins.contrastive_losses import moco_v3_infonce
 from cmp_plugins.heads import mlp
 from cmp_plugins.momentum import momentum
+from cmp_plugins.negatives import in_batch, none
 from cmp_plugins.optimizers import lars, sgd
+from cmp_plugins.queue import queue
 from cmp_plugins.redundancy_reduction import barlow_twins, vicreg
 from cmp_plugins.regression_losses import negative_cosine
 from cmp_plugins.schedules import cosine
-from cmp_plugins.negatives import in_batch, none
-from cmp_plugins.queue import queue
-from cmp_plugins.contrastive_losses import moco_v3_infonce
 from cmp_plugins.targets import nearest_neighbour, shared
+from tests.helpers.processes import gloo_process, spawn_within
 
 STEPS, BATCH, WORLD = 3, 16, 2
 
@@ -140,34 +138,16 @@ def train(case: dict[str, Any], processes: Processes) -> dict[str, Any]:
 
 
 def worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
+    with gloo_process(rank, WORLD, port):
         processes = Processes(rank, WORLD, rank)
         torch.save({name: train(case, processes) for name, case in CASES.items()}, Path(out) / f"rank{rank}.pt")
-        dist.barrier()  # no rank leaves while another's gloo pairs still talk to it (SIGABRT in teardown)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("ddp")
-    context = mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD, join=False)
-    deadline = time.monotonic() + 240
-    while not context.join(timeout=5):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two processes did not finish within 240 s")
+    spawn_within(worker, (str(out),), nprocs=WORLD, seconds=240)
     torch.set_default_dtype(torch.float64)
     try:
         single = {name: train(case, Processes()) for name, case in CASES.items()}

@@ -19,17 +19,12 @@ The processes are started and stopped by the test, within a deadline.
 from __future__ import annotations
 
 import functools
-import os
-import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -37,6 +32,7 @@ from cmp.api.contracts import PairBatch
 from cmp_plugins.contrastive_losses import dcl, dclw, moco_v3_infonce
 from cmp_plugins.negatives import InBatchNegatives
 from cmp_plugins.redundancy_reduction import barlow_twins, vicreg
+from tests.helpers.processes import gloo_process, spawn_within
 
 WORLD, BATCH, IN, DIM = 2, 8, 6, 5
 
@@ -82,33 +78,15 @@ def step(name: str, rows: slice, distributed: bool) -> dict[str, Tensor]:
 
 
 def worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
+    with gloo_process(rank, WORLD, port):
         mine = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
         torch.save({name: step(name, mine, True) for name in CASES}, Path(out) / f"rank{rank}.pt")
-        dist.barrier()  # no rank leaves while another's gloo pairs still talk to it
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("global_batch")
-    context = mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD, join=False)
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=2):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two processes did not finish within 120 s")
+    spawn_within(worker, (str(out),), nprocs=WORLD, seconds=120)
     single = {name: step(name, slice(None), False) for name in CASES}
     return {"single": single, "ranks": [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]}
 

@@ -10,17 +10,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from PIL import Image
 from torch import Tensor, nn
 
@@ -39,6 +34,7 @@ from cmp.evaluation.features import evaluate_representation
 from cmp.evaluation.splits import LabelledSplits, StreamedSplits, view_subset
 from cmp.streaming import StreamingSource, build_index, eval_crop
 from tests.cmp.streaming.images import picture
+from tests.helpers.processes import gloo_process, spawn_within
 
 SIZE, BATCH, EPOCHS, SEED = 16, 8, 2, 5
 CPU = torch.device("cpu")
@@ -200,10 +196,7 @@ DDP_EPOCHS, DDP_PERM_SEED = 2, 7
 
 
 def ddp_worker(rank: int, port: int, root: str, cache: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
+    with gloo_process(rank, 2, port):
         index = build_index(Path(root), "train", cache_dir=Path(cache))
         source = StreamingSource(index, batch_size=BATCH, size=8, seed=1, rank=rank, world_size=2, num_workers=0)
         objective = Recorder()
@@ -212,25 +205,10 @@ def ddp_worker(rank: int, port: int, root: str, cache: str, out: str) -> None:
                           None, SilentHooks(), processes=Processes(rank, 2, rank))
         trainer.fit()
         torch.save(objective.seen, Path(out) / f"rank{rank}.pt")
-        dist.barrier()  # no rank leaves while another's gloo pairs still talk to it (SIGABRT in teardown)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_two_processes_each_read_their_own_rows_of_every_batch_once(squares: Path, tmp_path: Path) -> None:
-    context = mp.spawn(ddp_worker, args=(free_port(), str(squares), str(tmp_path / "cache"), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=2):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two processes did not finish within 120 s")
+    spawn_within(ddp_worker, (str(squares), str(tmp_path / "cache"), str(tmp_path)), nprocs=2, seconds=120)
     seen = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     generator = torch.Generator().manual_seed(DDP_PERM_SEED)
     steps = 24 // BATCH
