@@ -96,6 +96,7 @@ def _resolve_cells(
             name_path=f"baselines.{i}", param_paths={}, default_prefix=f"baselines.{i}",
         )
         for i, name in enumerate(model.baselines)
+        if model.baseline_method in (None, method)
     )
     parts, step = _resolve_method(recipe, registry, method, _sweep_layer(recipe, swept, where), where)
     cell = Cell(recipe.name, method, data, train, parts, step, evaluators, baselines)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from cmp.api.params import Int, NonNegative, NonNegativeInt, Positive, PositiveInt, describe_validation_error
 from cmp.api.slots import PARTS
 from cmp.errors import RecipeError
-from cmp.suggest import closest, did_you_mean
+from cmp.suggest import closest, did_you_mean, unknown_name
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -170,6 +170,10 @@ class RecipeModel(_Strict):
     methods: dict[str, MethodSpec]
     eval: dict[str, dict[str, Any] | None] = Field(default_factory=_default_evaluators)
     baselines: list[str] = Field(default_factory=lambda: ["raw_pixels", "random_init"])
+    baseline_method: str | None = None
+    """The method whose cells the baselines follow (its encoder, augmentation, optimizer and
+    budget, once per seed); None: every cell's own. A comparison of many methods names one,
+    so that one supervised baseline per seed stands beside all of them."""
     executor: Choice = Field(default_factory=lambda: Choice(name="local"))
     """How the cells run: `local` (this process, or `--jobs N` worker processes) or `ray`."""
     sweep: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None
@@ -183,6 +187,14 @@ class RecipeModel(_Strict):
             for key, values in grid.items():
                 if not values:
                     raise ValueError(f"{key} lists no values")
+        return value
+
+    @field_validator("baseline_method")
+    @classmethod
+    def _known_baseline_method(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
+        methods = info.data.get("methods") or {}
+        if value is not None and value not in methods:
+            raise ValueError(unknown_name("method", value, methods))
         return value
 
     @field_validator("methods")

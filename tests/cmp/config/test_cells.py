@@ -592,3 +592,19 @@ def test_what_a_loss_needs_is_declared_at_registration_not_known_by_name(write_r
         f"{path}: train.batch_size: loss 'centroid_spread' needs a global batch of at least 4 images (it estimates "
         "statistics over the batch), got 3"
     )
+
+
+def test_baselines_follow_the_named_method_only(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    recipe = BASE + "baselines: [raw_pixels, supervised]\nbaseline_method: moco\nsweep: {train.seed: [0, 1]}\n"
+    cells = resolve(load_recipe(write_recipe(recipe)), plugins.registry)
+    asking = {(c.method, c.train.seed): [b.name for b in c.baselines] for c in cells}
+    assert asking == {("simclr", 0): [], ("simclr", 1): [], ("moco", 0): ["raw_pixels", "supervised"],
+                      ("moco", 1): ["raw_pixels", "supervised"]}
+    every = resolve(load_recipe(write_recipe(BASE + "baselines: [raw_pixels]\n")), plugins.registry)
+    assert all([b.name for b in c.baselines] == ["raw_pixels"] for c in every)
+
+
+def test_an_unknown_baseline_method_is_named_with_a_suggestion(write_recipe) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write_recipe(BASE + "baseline_method: mocco\n"))
+    assert "baseline_method" in str(caught.value) and "did you mean 'moco'" in str(caught.value)
