@@ -24,6 +24,8 @@ from cmp.report.groups import Group, group_results, result_order
 from cmp.report.html import render_html
 from cmp.report.markdown import render_markdown
 from cmp.report.metrics import ReportMetric, report_metrics
+from cmp.report.paired import one_factor_comparisons
+from cmp.report.ranking import paired_tests, ranking_line
 from cmp.report.tables import (
     baseline_standing,
     evaluation_protocol,
@@ -156,14 +158,15 @@ def machine(env: dict[str, Any]) -> str:
 def summary_section(
     groups: list[Group], metrics: list[ReportMetric], claims: list[ClaimResult], below: list[str], baselines: bool
 ) -> Section:
-    """The answer first: the best group per percentage metric, methods below a baseline, the claims' verdicts."""
+    """The answer first: per percentage metric the best group where the Holm-corrected paired tests show one
+    (else why none is named: `ranking`), methods below a baseline, the claims' verdicts."""
     blocks: list[Any] = []
     lines = []
+    comparisons = one_factor_comparisons(groups)
     for m in (m for m in metrics if m.info.percent):
-        scored = [(e.mean, g) for g in groups if g.ok and (e := g.metric(m.name)) is not None]
-        if scored:
-            value, best = max(scored, key=lambda s: s[0]) if m.info.higher_is_better else min(scored, key=lambda s: s[0])
-            lines.append(f"- Best on {m.info.label}: {best.label}, {m.format(best.metric(m.name))}.")
+        line = ranking_line(groups, paired_tests(comparisons, m), m)
+        if line:
+            lines.append(line)
     if below:
         lines += [f"- **Below a baseline:** {line}." for line in below]
     elif baselines and any(g.ok for g in groups):
