@@ -16,9 +16,10 @@ from typing import Any
 
 from cmp.api.results import BaselineResult, RunResult
 from cmp.report.claims import Claim, ClaimResult, check_claims, comparisons_table
+from cmp.report.compute import accounted_metric, compute_table, time_panel
 from cmp.report.document import Figure, Section, Table
-from cmp.report.figure_data import curve_panels
-from cmp.report.figures import batch_size_figure, curves_figure, metric_curves_figure
+from cmp.report.figure_data import BASELINES_CAPTION, curve_panels
+from cmp.report.figures import batch_size_figure, curves_figure, metric_curves_figure, panel_figure
 from cmp.report.files import write_csv, write_json
 from cmp.report.groups import Group, group_results, result_order
 from cmp.report.html import render_html
@@ -110,6 +111,9 @@ def report_sections(results: list[RunResult], baselines: list[BaselineResult], g
     curves = curves_section(results, baselines, groups, metrics, out_dir)
     if curves:
         sections.append(curves)
+    compute = compute_section(results, baselines, groups, metrics, out_dir)
+    if compute:
+        sections.append(compute)
     sections.append(Section("What was run", [settings_table(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
     failures = [r for g in groups for r in g.failed]
     if failures:
@@ -138,6 +142,25 @@ def curves_section(results: list[RunResult], baselines: list[BaselineResult], gr
     if curves or diagnostics:
         return Section("Training curves", [f for f in (curves, diagnostics) if f])
     return None
+
+
+def compute_section(results: list[RunResult], baselines: list[BaselineResult], groups: list[Group],
+                    metrics: list[ReportMetric], out_dir: Path) -> Section | None:
+    """What each method cost to get good enough (`compute`): the table, and accuracy against training time."""
+    metric = accounted_metric(results, metrics)
+    if metric is None:
+        shown = [m for m in metrics if m.info.percent]
+        if not shown or not any(g.ok for g in groups):
+            return None
+        return Section("Compute", [compute_table(groups, baselines, shown[0])])
+    blocks: list[Any] = [compute_table(groups, baselines, metric)]
+    panel = time_panel(groups, baselines, metric)
+    if panel is not None:
+        blocks.append(panel_figure(
+            panel, out_dir / "accuracy_time.png", f"{metric.info.label} at each evaluation during training against the training loop's time to it (evaluation "
+            "excluded), one line per run, mean over seeds; values on a subset of images are shifted so that the last "
+            f"equals the final value on every image; {BASELINES_CAPTION}."))
+    return Section("Compute", blocks)
 
 
 def evaluation_subset(results: list[RunResult]) -> int | None:

@@ -175,6 +175,22 @@ def _draw_metric_curves(data: MetricCurvesData, path: Path) -> None:
         plt.close(fig)
 
 
+def panel_figure(panel: Panel, path: Path, caption: str) -> Figure:
+    """One panel (`cmp.report.compute.time_panel`: accuracy against training time) drawn to `path` under its
+    own title, wide enough to read at page width, one legend outside it when crowded."""
+    plt = _pyplot()
+    with plt.rc_context(FONT):
+        fig, axes = _grid(plt, 1, width=7.5, height=4.6)
+        ax, handles, lines = _draw_panel(plt, axes[0], panel) or (axes[0], [], [])
+        texts = _label_baselines(ax, lines)
+        fig.tight_layout()
+        _space_labels(ax, texts)
+        _legends(fig, [[(ax, handles, lines)]], per_row=False)
+        _save(fig, path)
+        plt.close(fig)
+    return Figure(path, caption)
+
+
 # --- drawing one panel ----------------------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ def test_report_files_tables_plots_and_failures(tmp_path: Path, synthetic: list[
         assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png})" in md
     page = paths["html"].read_text()
-    assert page.count("data:image/png;base64,") == 2 and "batch_size.png" not in page
+    assert page.count("data:image/png;base64,") == 3 and "batch_size.png" not in page  # batch size, curves, accuracy against time
     assert "<td>82.00 ± 4.97</td>" in page
     rows = list(csv.DictReader(paths["csv"].open()))
     assert len(rows) == len(synthetic) and {r["status"] for r in rows} == {"ok", "failed"}
