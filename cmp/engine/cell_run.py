@@ -30,7 +30,7 @@ from cmp.engine.environment import PeakMemory
 from cmp.engine.rundir import CHECKPOINT
 from cmp.engine.trainer import TrainConfig, Trainer
 from cmp.errors import CmpError
-from cmp.evaluation.features import Progress, evaluate_representation
+from cmp.evaluation.features import Progress, evaluate_representation, save_embedding_sample
 from cmp.evaluation.splits import Splits, seeded_rows
 
 
@@ -136,6 +136,8 @@ def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume
             if close is not None:
                 close()
         final = evaluate(epochs, final=True)
+        if processes.is_main:
+            save_embedding_sample(evaluators, run.dir)  # only where `eval.embedding_map` asked for one
         history = summary.eval_history + [{"epoch": epochs, **final}]
         if summary.eval_history and training_splits is not all_splits:  # the curve ends on the subset it ran on
             history[-1] = {"epoch": epochs, **evaluate(epochs)}

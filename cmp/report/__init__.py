@@ -18,8 +18,9 @@ from cmp.api.results import BaselineResult, RunResult
 from cmp.report.claims import Claim, ClaimResult, check_claims, comparisons_table
 from cmp.report.compute import accounted_metric, compute_table, time_panel
 from cmp.report.document import Figure, Section, Table
+from cmp.report.embedding import embedding_maps
 from cmp.report.figure_data import BASELINES_CAPTION, curve_panels
-from cmp.report.figures import batch_size_figure, curves_figure, metric_curves_figure, panel_figure
+from cmp.report.figures import batch_size_figure, curves_figure, embedding_figure, metric_curves_figure, panel_figure
 from cmp.report.files import write_csv, write_json
 from cmp.report.groups import Group, group_results, result_order
 from cmp.report.html import render_html
@@ -114,6 +115,8 @@ def report_sections(results: list[RunResult], baselines: list[BaselineResult], g
     compute = compute_section(results, baselines, groups, metrics, out_dir)
     if compute:
         sections.append(compute)
+    if invocation.get("runs_dir") and (maps := embedding_maps(groups, Path(invocation["runs_dir"]))):
+        sections.append(Section("Embedding maps", [embedding_figure(maps, out_dir / "embeddings.png")]))
     sections.append(Section("What was run", [settings_table(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
     failures = [r for g in groups for r in g.failed]
     if failures:

@@ -17,6 +17,7 @@ from typing import Any
 
 from cmp.api.results import BaselineResult
 from cmp.report.document import Figure
+from cmp.report.embedding import EmbeddingMap
 from cmp.report.figure_data import (
     BatchSizeData,
     CurvesData,
@@ -189,6 +190,36 @@ def panel_figure(panel: Panel, path: Path, caption: str) -> Figure:
         _save(fig, path)
         plt.close(fig)
     return Figure(path, caption)
+
+
+def embedding_figure(maps: Sequence[EmbeddingMap], path: Path) -> Figure:
+    """Each group's embedding map (`cmp.report.embedding`), four a row, points coloured by class, one class legend."""
+    plt = _pyplot()
+    classes = sorted({int(c) for m in maps for c in m.labels})
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    colour = {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
+    columns = min(4, len(maps))
+    rows = math.ceil(len(maps) / columns)
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.6 * rows), squeeze=False)
+        flat = [ax for row in axes for ax in row]
+        for ax in flat[len(maps):]:
+            ax.set_visible(False)
+        for ax, m in zip(flat, maps):
+            ax.scatter(m.points[:, 0], m.points[:, 1], s=4, c=[colour[int(c)] for c in m.labels], linewidths=0)
+            ax.set_title(m.label if len(m.label) <= 40 else m.label[:39] + "…", fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        handles = [plt.matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=colour[c], label=str(c))
+                   for c in classes]
+        fig.tight_layout()
+        _outside_legend(fig, handles).set_title("class")
+        _save(fig, path)
+        plt.close(fig)
+    points = ", ".join(sorted({str(len(m.points)) for m in maps}))
+    return Figure(path, f"t-SNE maps (scikit-learn) of {points} test images' encoder features per run (the first "
+                        "seed that saved them), coloured by class; positions and axes of different maps are not "
+                        "comparable, only how classes group within each.")
 
 
 # --- drawing one panel ----------------------------------------------------------------------------------
