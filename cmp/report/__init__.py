@@ -34,7 +34,7 @@ from cmp.report.tables import (
     failures_table,
     loss_table,
     method_table,
-    settings_table,
+    settings_tables,
     time_split,
 )
 
@@ -117,7 +117,7 @@ def report_sections(results: list[RunResult], baselines: list[BaselineResult], g
         sections.append(compute)
     if invocation.get("runs_dir") and (maps := embedding_maps(groups, Path(invocation["runs_dir"]))):
         sections.append(Section("Embedding maps", [embedding_figure(maps, out_dir / "embeddings.png")]))
-    sections.append(Section("What was run", [settings_table(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
+    sections.append(Section("What was run", [*settings_tables(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
     failures = [r for g in groups for r in g.failed]
     if failures:
         sections.append(Section("Failed cells", [failures_table(failures)]))

@@ -92,3 +92,4 @@ def test_the_reports_summary_says_why_no_winner_is_named(tmp_path: Path) -> None
     summary = md[md.index("## Summary"):md.index("## Methods")]
     assert "Best on" not in summary and "- kNN top-1: no best run named." in summary
     assert "- linear top-1: no best run named." in summary
+
