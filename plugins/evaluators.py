@@ -137,7 +137,33 @@ def linear(*, weight_decay: NonNegative = 1e-4, max_iter: PositiveInt = 1000) ->
     return LinearProbe(weight_decay, max_iter)
 
 
+EMBEDDING_SEED = 7
+"""Seed of the test rows an embedding map shows: the same images in every cell."""
+
+
+class EmbeddingSample:
+    """Keeps a fixed, seeded sample of the test features and labels (`sample`) for the report's
+    embedding map; measures nothing. The cell writes the sample to its run directory
+    (`features.npz`) after its final evaluation, and the report draws the map from that file."""
+
+    def __init__(self, points: int) -> None:
+        self.points = points
+        self.sample: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, train: Features, test: Features) -> dict[str, float]:
+        rows = torch.randperm(test.x.shape[0], generator=torch.Generator().manual_seed(EMBEDDING_SEED))[:self.points]
+        rows = rows.sort().values.to(test.x.device)
+        self.sample = (test.x[rows].float().cpu().numpy(), test.y[rows].cpu().numpy())
+        return {}
+
+
+def embedding_map(*, points: PositiveInt = 1000) -> EmbeddingSample:
+    """A sample of `points` test features for the report's 2-D map (t-SNE, drawn at report time)."""
+    return EmbeddingSample(points)
+
+
 @hookimpl
 def cmp_register_evaluators(register: Register) -> None:
     register("knn", knn, during_training=True, metrics={"top1": MetricInfo("kNN top-1")})
     register("linear", linear, metrics={"top1": MetricInfo("linear top-1")})
+    register("embedding_map", embedding_map)

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RESULT_FORMAT = 2
 """Version of `result.json`; 1 is the unversioned format of cmp 0.1, read as is."""
+EMBEDDING_FILE = "features.npz"
+"""A run directory's sample of test features and labels (`eval.embedding_map`), drawn as a map by the report."""
 
 
 @dataclass

@@ -26,11 +26,11 @@ from cmp.config.recipe import DataSection
 from cmp.distributed import Processes
 from cmp.engine.build import build, build_model
 from cmp.engine.data import Data, dataset
-from cmp.engine.environment import peak_memory_mb, reset_peak_memory
+from cmp.engine.environment import PeakMemory
 from cmp.engine.rundir import CHECKPOINT
 from cmp.engine.trainer import TrainConfig, Trainer
 from cmp.errors import CmpError
-from cmp.evaluation.features import Progress, evaluate_representation
+from cmp.evaluation.features import Progress, evaluate_representation, save_embedding_sample
 from cmp.evaluation.splits import Splits, seeded_rows
 
 
@@ -127,18 +127,20 @@ def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume
         trainer.load_state_dict(resume)
         resumed_from = trainer.position.step
         services.echo(f"cmp: {cell.name}: resuming from step {resumed_from} ({run.dir / CHECKPOINT})")
-    reset_peak_memory(device)
     services.hooks.cmp_run_start(run=run)
-    try:
-        summary = trainer.fit({"key": cell.key()})
-    finally:
-        close = getattr(images, "close", None)  # a streaming source's decoding workers: not needed for evaluation
-        if close is not None:
-            close()
-    final = evaluate(epochs, final=True)
-    history = summary.eval_history + [{"epoch": epochs, **final}]
-    if summary.eval_history and training_splits is not all_splits:  # the curve ends on the subset it ran on
-        history[-1] = {"epoch": epochs, **evaluate(epochs)}
+    with PeakMemory(device) as memory:  # this cell's peak, not the process's so far
+        try:
+            summary = trainer.fit({"key": cell.key()})
+        finally:
+            close = getattr(images, "close", None)  # a streaming source's decoding workers: not needed for evaluation
+            if close is not None:
+                close()
+        final = evaluate(epochs, final=True)
+        if processes.is_main:
+            save_embedding_sample(evaluators, run.dir)  # only where `eval.embedding_map` asked for one
+        history = summary.eval_history + [{"epoch": epochs, **final}]
+        if summary.eval_history and training_splits is not all_splits:  # the curve ends on the subset it ran on
+            history[-1] = {"epoch": epochs, **evaluate(epochs)}
     return {
         "metrics": final,
         "metric_info": metric_info(services.registry, cell, final),
@@ -151,7 +153,7 @@ def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume
         ),
         "eval_history": history,
         "eval_time_s": eval_seconds,
-        "peak_memory_mb": peak_memory_mb(device),
+        "peak_memory_mb": memory.peak_mb,
         "train_images": count,
         "test_images": all_splits.sizes()[1],
     }

@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from cmp.api.contracts import Augmentation, Evaluator, Features
+from cmp.api.results import EMBEDDING_FILE
 from cmp.distributed import SINGLE, Processes, broadcast, gather_rows, shard
 from cmp.evaluation.splits import VIEW_SEED, Split, Splits
 
@@ -97,6 +100,18 @@ def extract_view_features(
                 first.append(_encode(encoder, views[0][lo:max(lo, hi)], channels_last))
                 second.append(_encode(encoder, views[1][lo:max(lo, hi)], channels_last))
     return torch.cat(first), torch.cat(second)
+
+
+def save_embedding_sample(evaluators: Mapping[str, Evaluator], run_dir: Path) -> Path | None:
+    """Write the sample an evaluator kept (an attribute `sample = (features, labels)`, as
+    `embedding_map` keeps) to `run_dir/features.npz`, compressed; None when none kept one."""
+    for evaluator in evaluators.values():
+        sample = getattr(evaluator, "sample", None)
+        if sample is not None:
+            path = run_dir / EMBEDDING_FILE
+            np.savez_compressed(path, features=np.asarray(sample[0], dtype=np.float32), labels=np.asarray(sample[1]))
+            return path
+    return None
 
 
 def needs_views(evaluators: Mapping[str, Evaluator]) -> bool:

@@ -16,21 +16,25 @@ from typing import Any
 
 from cmp.api.results import BaselineResult, RunResult
 from cmp.report.claims import Claim, ClaimResult, check_claims, comparisons_table
+from cmp.report.compute import accounted_metric, compute_table, time_panel
 from cmp.report.document import Figure, Section, Table
-from cmp.report.figure_data import curve_panels
-from cmp.report.figures import batch_size_figure, curves_figure, metric_curves_figure
+from cmp.report.embedding import embedding_maps
+from cmp.report.figure_data import BASELINES_CAPTION, curve_panels
+from cmp.report.figures import batch_size_figure, curves_figure, embedding_figure, metric_curves_figure, panel_figure
 from cmp.report.files import write_csv, write_json
 from cmp.report.groups import Group, group_results, result_order
 from cmp.report.html import render_html
 from cmp.report.markdown import render_markdown
 from cmp.report.metrics import ReportMetric, report_metrics
+from cmp.report.paired import one_factor_comparisons
+from cmp.report.ranking import paired_tests, ranking_line
 from cmp.report.tables import (
     baseline_standing,
     evaluation_protocol,
     failures_table,
     loss_table,
     method_table,
-    settings_table,
+    settings_tables,
     time_split,
 )
 
@@ -108,7 +112,12 @@ def report_sections(results: list[RunResult], baselines: list[BaselineResult], g
     curves = curves_section(results, baselines, groups, metrics, out_dir)
     if curves:
         sections.append(curves)
-    sections.append(Section("What was run", [settings_table(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
+    compute = compute_section(results, baselines, groups, metrics, out_dir)
+    if compute:
+        sections.append(compute)
+    if invocation.get("runs_dir") and (maps := embedding_maps(groups, Path(invocation["runs_dir"]))):
+        sections.append(Section("Embedding maps", [embedding_figure(maps, out_dir / "embeddings.png")]))
+    sections.append(Section("What was run", [*settings_tables(groups), time_split(results, baselines, invocation.get("wall_time_s"))]))
     failures = [r for g in groups for r in g.failed]
     if failures:
         sections.append(Section("Failed cells", [failures_table(failures)]))
@@ -138,6 +147,25 @@ def curves_section(results: list[RunResult], baselines: list[BaselineResult], gr
     return None
 
 
+def compute_section(results: list[RunResult], baselines: list[BaselineResult], groups: list[Group],
+                    metrics: list[ReportMetric], out_dir: Path) -> Section | None:
+    """What each method cost to get good enough (`compute`): the table, and accuracy against training time."""
+    metric = accounted_metric(results, metrics)
+    if metric is None:
+        shown = [m for m in metrics if m.info.percent]
+        if not shown or not any(g.ok for g in groups):
+            return None
+        return Section("Compute", [compute_table(groups, baselines, shown[0])])
+    blocks: list[Any] = [compute_table(groups, baselines, metric)]
+    panel = time_panel(groups, baselines, metric)
+    if panel is not None:
+        blocks.append(panel_figure(
+            panel, out_dir / "accuracy_time.png", f"{metric.info.label} at each evaluation during training against the training loop's time to it (evaluation "
+            "excluded), one line per run, mean over seeds; values on a subset of images are shifted so that the last "
+            f"equals the final value on every image; {BASELINES_CAPTION}."))
+    return Section("Compute", blocks)
+
+
 def evaluation_subset(results: list[RunResult]) -> int | None:
     """The `train.eval_subset` of cells that evaluated during training on a subset, if any did."""
     for r in results:
@@ -156,14 +184,15 @@ def machine(env: dict[str, Any]) -> str:
 def summary_section(
     groups: list[Group], metrics: list[ReportMetric], claims: list[ClaimResult], below: list[str], baselines: bool
 ) -> Section:
-    """The answer first: the best group per percentage metric, methods below a baseline, the claims' verdicts."""
+    """The answer first: per percentage metric the best group where the Holm-corrected paired tests show one
+    (else why none is named: `ranking`), methods below a baseline, the claims' verdicts."""
     blocks: list[Any] = []
     lines = []
+    comparisons = one_factor_comparisons(groups)
     for m in (m for m in metrics if m.info.percent):
-        scored = [(e.mean, g) for g in groups if g.ok and (e := g.metric(m.name)) is not None]
-        if scored:
-            value, best = max(scored, key=lambda s: s[0]) if m.info.higher_is_better else min(scored, key=lambda s: s[0])
-            lines.append(f"- Best on {m.info.label}: {best.label}, {m.format(best.metric(m.name))}.")
+        line = ranking_line(groups, paired_tests(comparisons, m), m)
+        if line:
+            lines.append(line)
     if below:
         lines += [f"- **Below a baseline:** {line}." for line in below]
     elif baselines and any(g.ok for g in groups):

@@ -27,6 +27,7 @@ from cmp.report.paired import (
     seed_values,
     value_key,
 )
+from cmp.report.ranking import PairedTest, paired_tests
 
 
 @dataclass(frozen=True)
@@ -129,23 +130,36 @@ def check_claims(claims: Sequence[Claim], groups: Sequence[Group], metrics: Sequ
 
 
 def comparisons_table(groups: Sequence[Group], metrics: Sequence[ReportMetric]) -> Table | None:
-    """Every one-factor comparison: A − B per percentage metric, paired over shared seeds."""
+    """Every one-factor comparison: A − B per percentage metric, paired over shared seeds, with Holm's p."""
     shown = [m for m in metrics if m.info.percent]
+    comparisons = one_factor_comparisons(groups)
+    tests = [paired_tests(comparisons, m) for m in shown]
     rows = []
-    for c in one_factor_comparisons(groups):
-        cells = []
-        for m in shown:
-            diff = paired_difference(seed_values(c.a, m.name), seed_values(c.b, m.name))
-            cells.append("-" if diff is None else f"{diff.format(m.scale, m.digits)}, n={diff.n}")
+    for i, c in enumerate(comparisons):
+        cells = [_test_cell(per_metric[i], m) for m, per_metric in zip(shown, tests)]
         if any(cell != "-" for cell in cells):
             rows.append([short_key(c.factor), f"{c.a_label()} − {c.b_label()}", c.context_label(), *cells])
     if not rows or not shown:
         return None
+    counts = [f"{m.info.label}: {n}" for m, per_metric in zip(shown, tests) if (n := sum(t.holm_p is not None for t in per_metric))]
     return Table(
         ["factor", "A − B", "where", *(f"{m.info.label} (points)" for m in shown)], rows,
         "Paired over the seeds both ran: mean difference per seed ± its 95% interval (Student t), two-sided "
-        "paired t-test p-value, number of seeds.",
+        "paired t-test p-value and, where a column has tests, that p-value after Holm's correction for the number "
+        f"of them ({', '.join(counts) or 'none'}; what the summary reads), number of seeds.",
     )
+
+
+def _test_cell(test: PairedTest, metric: ReportMetric) -> str:
+    """`+1.20 ± 0.40 (p = 0.012, Holm 0.036), n=3`, or `-` without shared seeds."""
+    d = test.difference
+    if d is None:
+        return "-"
+    if test.holm_p is None or d.p_value is None:
+        return f"{d.format(metric.scale, metric.digits)}, n={d.n}"
+    interval = PairedDifference(d.mean, d.half_width, None, d.seeds).format(metric.scale, metric.digits)
+    holm = "< 0.001" if test.holm_p < 0.001 else f"{test.holm_p:.2g}"
+    return f"{interval} ({format_p(d.p_value)}, Holm {holm}), n={d.n}"
 
 
 __all__ = ["Claim", "ClaimResult", "check_claims", "comparisons_table", "format_p"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from cmp.api.results import BaselineResult
 from cmp.report.document import Figure
+from cmp.report.embedding import EmbeddingMap
 from cmp.report.figure_data import (
     BatchSizeData,
     CurvesData,
@@ -45,8 +46,12 @@ SERIES_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 BASELINE_LINESTYLES = ((0, (6, 3)), (0, (2, 2)), (0, (8, 3, 2, 3)), (0, (12, 4)), (0, (4, 2, 1, 2, 1, 2)))
 BASELINE_GREYS = ("0.3", "0.55", "0.4", "0.65", "0.2")
 
-FONT = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
-        "legend.fontsize": 9, "figure.titlesize": 12}
+FONT = {"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11, "ytick.labelsize": 11,
+        "legend.fontsize": 11, "figure.titlesize": 14}
+"""Sizes that stay readable when a report page (about 11 inches at 110 dpi) shrinks a figure of two
+panels and an outside legend to its width."""
+COLUMNS = 2
+"""Panels a row in a grid of panels: three a row made the text too small at page width."""
 
 Shown = tuple[Any, list[Any], list[Any]]
 """A drawn panel: its axes, its series' artists, its baselines' lines."""
@@ -80,7 +85,7 @@ def batch_size_figure(groups: list[Group], metrics: list[ReportMetric], path: Pa
                       baselines: Iterable[BaselineResult] = ()) -> Figure | None:
     """Each metric against batch size (`figure_data.batch_size_data`) drawn to `path`; None when there is no such figure.
 
-    With one budget a panel per metric, at most three a row; with several a row per metric
+    With one budget a panel per metric, at most `COLUMNS` a row; with several a row per metric
     and a column per budget, the rows' y axes shared.
     """
     data = batch_size_data(groups, metrics, baselines)
@@ -91,7 +96,7 @@ def batch_size_figure(groups: list[Group], metrics: list[ReportMetric], path: Pa
 
 
 def _draw_batch_size(data: BatchSizeData, path: Path) -> None:
-    """One budget: panels three a row; several: a row per metric, a column per budget, y shared along a row."""
+    """One budget: panels `COLUMNS` a row; several: a row per metric, a column per budget, y shared along a row."""
     plt = _pyplot()
     with plt.rc_context(FONT):
         rows, columns = len(data.rows), len(data.rows[0])
@@ -117,7 +122,7 @@ def curves_figure(groups: list[Group], metrics: list[ReportMetric], path: Path,
     """Training loss and metrics per epoch (`figure_data.curves_data`) drawn to `path`; None without training statistics.
 
     A row per loss when the runs used several (y axes of a metric shared between rows, a
-    legend per row when crowded), else one row of panels, at most three a row.
+    legend per row when crowded), else one row of panels, at most `COLUMNS` a row.
     """
     data = curves_data(groups, metrics, baselines)
     if data is None:
@@ -127,7 +132,7 @@ def curves_figure(groups: list[Group], metrics: list[ReportMetric], path: Path,
 
 
 def _draw_curves(data: CurvesData, path: Path) -> None:
-    """Several losses: a row each, a metric's y axis shared down its column; one: panels three a row."""
+    """Several losses: a row each, a metric's y axis shared down its column; one: panels `COLUMNS` a row."""
     plt = _pyplot()
     several = len(data.rows) > 1
     columns = 1 + len(data.rows[0].metrics)
@@ -164,7 +169,7 @@ def metric_curves_figure(groups: list[Group], metrics: list[ReportMetric], path:
 
 
 def _draw_metric_curves(data: MetricCurvesData, path: Path) -> None:
-    """The panels three a row, one legend for all when crowded."""
+    """The panels `COLUMNS` a row, one legend for all when crowded."""
     plt = _pyplot()
     with plt.rc_context(FONT):
         fig, axes = _grid(plt, len(data.panels))
@@ -173,6 +178,52 @@ def _draw_metric_curves(data: MetricCurvesData, path: Path) -> None:
         _legends(fig, [shown], per_row=False)
         _save(fig, path)
         plt.close(fig)
+
+
+def panel_figure(panel: Panel, path: Path, caption: str) -> Figure:
+    """One panel (`cmp.report.compute.time_panel`: accuracy against training time) drawn to `path` under its
+    own title, wide enough to read at page width, one legend outside it when crowded."""
+    plt = _pyplot()
+    with plt.rc_context(FONT):
+        fig, axes = _grid(plt, 1, width=7.5, height=4.6)
+        ax, handles, lines = _draw_panel(plt, axes[0], panel) or (axes[0], [], [])
+        texts = _label_baselines(ax, lines)
+        fig.tight_layout()
+        _space_labels(ax, texts)
+        _legends(fig, [[(ax, handles, lines)]], per_row=False)
+        _save(fig, path)
+        plt.close(fig)
+    return Figure(path, caption)
+
+
+def embedding_figure(maps: Sequence[EmbeddingMap], path: Path) -> Figure:
+    """Each group's embedding map (`cmp.report.embedding`), four a row, points coloured by class, one class legend."""
+    plt = _pyplot()
+    classes = sorted({int(c) for m in maps for c in m.labels})
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    colour = {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
+    columns = min(4, len(maps))
+    rows = math.ceil(len(maps) / columns)
+    with plt.rc_context(FONT):
+        fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.6 * rows), squeeze=False)
+        flat = [ax for row in axes for ax in row]
+        for ax in flat[len(maps):]:
+            ax.set_visible(False)
+        for ax, m in zip(flat, maps):
+            ax.scatter(m.points[:, 0], m.points[:, 1], s=4, c=[colour[int(c)] for c in m.labels], linewidths=0)
+            ax.set_title(m.label if len(m.label) <= 40 else m.label[:39] + "…", fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        handles = [plt.matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=colour[c], label=str(c))
+                   for c in classes]
+        fig.tight_layout()
+        _outside_legend(fig, handles).set_title("class")
+        _save(fig, path)
+        plt.close(fig)
+    points = ", ".join(sorted({str(len(m.points)) for m in maps}))
+    return Figure(path, f"t-SNE maps (scikit-learn) of {points} test images' encoder features per run (the first "
+                        "seed that saved them), coloured by class; positions and axes of different maps are not "
+                        "comparable, only how classes group within each.")
 
 
 # --- drawing one panel ----------------------------------------------------------------------------------
@@ -189,8 +240,8 @@ def _pyplot() -> Any:
 
 
 def _grid(plt: Any, panels: int, width: float = 5.2, height: float = 3.9) -> tuple[Any, list[Any]]:
-    """A figure with `panels` axes, at most three a row; unused axes are hidden."""
-    columns = min(3, panels)
+    """A figure with `panels` axes, at most `COLUMNS` a row; unused axes are hidden."""
+    columns = min(COLUMNS, panels)
     rows = math.ceil(panels / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
@@ -259,7 +310,7 @@ def _label_baselines(ax: Any, lines: Sequence[Any]) -> list[Any]:
     height, so that it never covers data; the texts made. Call before `tight_layout` (which
     then leaves them room) and `_space_labels` after it."""
     texts = [ax.annotate(line.get_label(), xy=(1.0, line.get_ydata()[0]), xycoords=ax.get_yaxis_transform(),
-                         xytext=(4.0, 0.0), textcoords="offset points", ha="left", va="center", fontsize=8.5,
+                         xytext=(4.0, 0.0), textcoords="offset points", ha="left", va="center", fontsize=10,
                          color="0.2", annotation_clip=False)
              for line in lines]
     _space_labels(ax, texts)
@@ -301,8 +352,8 @@ def _legends(fig: Any, rows: Sequence[Sequence[Shown]], per_row: bool) -> None:
 
 
 def _legend_columns(entries: int, height_in: float) -> int:
-    """Legend columns so that `entries` rows of 9-point text fit in `height_in` inches."""
-    return max(1, math.ceil(entries / max(1, int(height_in / 0.21))))
+    """Legend columns so that `entries` rows of 11-point text fit in `height_in` inches."""
+    return max(1, math.ceil(entries / max(1, int(height_in / 0.25))))
 
 
 def _outside_legend(fig: Any, handles: Sequence[Any], y: float = 0.5, height_in: float | None = None) -> Any:

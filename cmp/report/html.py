@@ -9,11 +9,15 @@ from html import escape
 from cmp.report.document import Figure, Section, Table
 
 STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:4px 10px}"
-    "td:not(:first-child){text-align:right;white-space:nowrap}th{background:#f3f3f3}img{max-width:100%}"
-    "caption{caption-side:bottom;font-style:italic;color:#555;padding-top:4px}code{background:#f3f3f3;padding:1px 4px}"
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    ".wide{overflow-x:auto;margin:1em 0}table{border-collapse:collapse;font-size:0.9em}"
+    "td,th{border:1px solid #ccc;padding:3px 7px;vertical-align:top}th{background:#f3f3f3;font-weight:600}"
+    "td:first-child{min-width:12em;max-width:24em}td:not(:first-child){text-align:right}"
+    "img{max-width:100%}caption{caption-side:bottom;text-align:left;font-style:italic;color:#555;padding-top:4px}"
+    "code{background:#f3f3f3;padding:1px 4px}"
 )
+"""Tables sit in a container that scrolls sideways when they are wider than the page; long
+cells wrap, an interval (`74.21 ± 0.38`) never splits."""
 
 
 def render_html(title: str, intro: list[str], sections: list[Section]) -> str:
@@ -37,13 +41,21 @@ def render_html(title: str, intro: list[str], sections: list[Section]) -> str:
 
 
 def _table(table: Table) -> list[str]:
-    out = ["<table>"]
+    out = ["<div class='wide'><table>"]
     if table.caption:
         out.append(f"<caption>{escape(table.caption)}</caption>")
     out.append("<tr>" + "".join(f"<th>{escape(str(h))}</th>" for h in table.header) + "</tr>")
-    out += ["<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in table.rows]
-    out.append("</table>")
+    out += ["<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in table.rows]
+    out.append("</table></div>")
     return out
+
+
+def _cell(value: object) -> str:
+    """A cell's text, escaped, with its intervals and numbers kept whole (`±` and `=` joined by no-break spaces)."""
+    text = escape(str(value))
+    for joined in (" ± ", " = ", " < "):
+        text = text.replace(joined, joined.replace(" ", "&nbsp;"))
+    return text
 
 
 def _paragraph(text: str) -> str:

@@ -69,6 +69,22 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given.
+
+    With the m p-values sorted ascending, p_(i) becomes max over j <= i of min(1, (m - j + 1) p_(j));
+    rejecting where the adjusted value is below alpha keeps the chance of any false rejection
+    among the m tests at most alpha, whatever their dependence (Holm 1979).
+    """
+    m = len(p_values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 def paired_difference(a: dict[int, float], b: dict[int, float]) -> PairedDifference | None:
     """A - B over their common seeds (None when they share none).
 

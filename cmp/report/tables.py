@@ -16,8 +16,9 @@ from cmp.report.stats import estimate
 
 
 def method_table(groups: list[Group], baselines: list[BaselineResult], metrics: list[ReportMetric]) -> Table:
-    """One row per finished group, then one per baseline: each metric over seeds, and costs."""
-    header = ["run", "seeds", *(m.label for m in metrics), "train time (s)", "cell time (s)", "images/s", "peak memory (MB)"]
+    """One row per finished group, then one per baseline: each metric over seeds, and times (the other
+    costs are in `cmp.report.compute`'s table)."""
+    header = ["run", "seeds", *(m.label for m in metrics), "train time (s)", "cell time (s)"]
     rows = []
     for g in groups:
         if not g.ok:
@@ -26,8 +27,6 @@ def method_table(groups: list[Group], baselines: list[BaselineResult], metrics: 
             g.label, str(len(g.ok)), *(m.format(g.metric(m.name)) for m in metrics),
             _number(g.mean_of(lambda r: r.train.train_time_s if r.train else None), 1),
             _number(g.mean_of(lambda r: r.wall_time_s), 1),
-            _number(g.mean_of(lambda r: r.train.images_per_s if r.train else None), 0),
-            _number(g.mean_of(lambda r: r.peak_memory_mb), 0),
         ])
     for label, items in baseline_groups(baselines).items():
         cells = []
@@ -35,10 +34,11 @@ def method_table(groups: list[Group], baselines: list[BaselineResult], metrics: 
             values = [b.metrics[m.name] for b in items if m.name in b.metrics]
             cells.append(m.format(estimate(values) if values else None))
         rows.append([f"baseline: {label}", str(len(items)), *cells, "-",
-                     _number(sum(b.wall_time_s for b in items) / len(items), 1), "-", "-"])
+                     _number(sum(b.wall_time_s for b in items) / len(items), 1)])
     return Table(header, rows, "Mean ± 95% interval (Student t) over seeds; one value where a single seed ran. "
                  "A baseline's seeds are those of the cells that asked for it. Train time: the training loop alone; "
-                 "cell time: the whole cell (data, building, training, evaluation), as the terminal's wall time.")
+                 "cell time: the whole cell (data, building, training, evaluation), as the terminal's wall time. "
+                 "Images/s and peak memory are under Compute.")
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -116,38 +116,50 @@ def _batch(train: dict[str, Any]) -> str:
     return f"{batch} ({chunk} a chunk)" if chunk and chunk < batch else str(batch)
 
 
-def settings_table(groups: list[Group]) -> Table:
+SETTINGS_HEADER = ["run", "epochs", "steps", "images seen", "batch", "effective lr", "precision", "device", "encoder",
+                   "augmentation", "training images"]
+
+
+def settings_tables(groups: list[Group]) -> list[Table]:
     """What each group ran: budget, batch, effective learning rate, precision, device, parts.
 
     Read from the results themselves (the resolved configuration and what training
-    measured), so a value changed with `--set` shows as run.
+    measured), so a value changed with `--set` shows as run. With several groups, a setting
+    every group shares is said once, in a table of its own (one row per setting), and the
+    table of runs keeps only the settings in which they differ, so it fits the page.
     """
-    rows = []
-    for g in groups:
-        if not g.ok:
-            continue
-        r = g.ok[0]
-        train = r.config.get("train") or {}
-        parts = r.config.get("parts") or {}
-        stats = r.train
-        rows.append([
-            g.label,
-            str(stats.epochs if stats else train.get("epochs", "-")),
-            _number(stats.steps if stats else None, 0),
-            _number(stats.images_seen if stats else None, 0),
-            _batch(train),
-            "-" if not stats or stats.effective_lr is None else f"{stats.effective_lr:.4g}",
-            str(train.get("precision", "-")), r.device,
-            _part(parts.get("encoder")), _part(parts.get("augmentation")),
-            _number(r.train_images, 0),
-        ])
-    return Table(
-        ["run", "epochs", "steps", "images seen", "batch", "effective lr", "precision", "device", "encoder",
-         "augmentation", "training images"],
-        rows, "As run: the resolved configuration of the first seed (seeds differ only in their seed) and what "
-        "its training measured; effective lr is the optimizer's base learning rate after batch-size scaling. "
-        "Each run's config.yaml holds every resolved parameter.",
-    )
+    rows = [_settings_row(g) for g in groups if g.ok]
+    caption = ("As run: the resolved configuration of the first seed (seeds differ only in their seed) and what "
+               "its training measured; effective lr is the optimizer's base learning rate after batch-size scaling. "
+               "Each run's config.yaml holds every resolved parameter.")
+    if len(rows) < 2:
+        return [Table(SETTINGS_HEADER, rows, caption)]
+    shared = [i for i in range(1, len(SETTINGS_HEADER)) if len({row[i] for row in rows}) == 1]
+    varying = [0, *(i for i in range(1, len(SETTINGS_HEADER)) if i not in shared)]
+    shared_table = Table(["setting (every run)", "value"], [[SETTINGS_HEADER[i], rows[0][i]] for i in shared])
+    if len(varying) == 1:  # the runs differ in none of these settings
+        return [Table(shared_table.header, shared_table.rows, caption)]
+    tables = [Table([SETTINGS_HEADER[i] for i in varying], [[row[i] for i in varying] for row in rows],
+                    caption + (" Settings every run shares are in the table below." if shared else ""))]
+    return tables + ([shared_table] if shared else [])
+
+
+def _settings_row(g: Group) -> list[str]:
+    r = g.ok[0]
+    train = r.config.get("train") or {}
+    parts = r.config.get("parts") or {}
+    stats = r.train
+    return [
+        g.label,
+        str(stats.epochs if stats else train.get("epochs", "-")),
+        _number(stats.steps if stats else None, 0),
+        _number(stats.images_seen if stats else None, 0),
+        _batch(train),
+        "-" if not stats or stats.effective_lr is None else f"{stats.effective_lr:.4g}",
+        str(train.get("precision", "-")), r.device,
+        _part(parts.get("encoder")), _part(parts.get("augmentation")),
+        _number(r.train_images, 0),
+    ]
 
 
 PART_TEXT = 40

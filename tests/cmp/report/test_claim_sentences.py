@@ -104,9 +104,10 @@ def test_the_comparisons_table_shows_each_metric_in_points_and_a_dash_without_sh
     assert table is not None
     assert table.header == ["factor", "A − B", "where", "kNN top-1 (points)", "linear top-1 (points)"]
     # nt_xent − nt_logistic per seed: +2 and +1 points: mean +1.50 ± t(0.975, 1) * 0.5 = 6.35, p = 0.2
-    assert table.rows == [["loss", "nt_xent − nt_logistic", "simclr, batch_size=64", "+1.50 ± 6.35 (p = 0.2), n=2", "-"]]
+    assert table.rows == [["loss", "nt_xent − nt_logistic", "simclr, batch_size=64", "+1.50 ± 6.35 (p = 0.2, Holm 0.2), n=2", "-"]]  # one test: Holm changes nothing
     assert table.caption == ("Paired over the seeds both ran: mean difference per seed ± its 95% interval (Student t), "
-                             "two-sided paired t-test p-value, number of seeds.")
+                             "two-sided paired t-test p-value and, where a column has tests, that p-value after Holm's "
+                             "correction for the number of them (kNN top-1: 1; what the summary reads), number of seeds.")
     assert comparisons_table(group_results(margin), report_metrics(margin)) is None  # one group: nothing to compare
 
 

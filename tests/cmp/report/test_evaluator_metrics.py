@@ -54,7 +54,7 @@ def test_the_declared_metric_is_a_column_of_every_table_and_file(tmp_path: Path,
     assert "| simclr (batch_size=64, loss=nt_xent) | 3 | 82.00 ± 4.97 | 87.00 ± 4.97 | 92.00 ± 4.97 |" in md
     assert "`probe`: c=1.0" in md
     page = paths["html"].read_text()
-    assert "<th>probe AUC (%)</th>" in page and "<td>92.00 ± 4.97</td>" in page
+    assert "<th>probe AUC (%)</th>" in page and "<td>92.00&nbsp;±&nbsp;4.97</td>" in page
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [float(r["probe_auc_percent"]) for r in rows] == pytest.approx([90.0, 92.0, 94.0])  # the report's unit
 

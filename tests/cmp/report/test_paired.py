@@ -202,3 +202,17 @@ def test_only_groups_that_differ_in_exactly_one_shared_factor_are_paired() -> No
         ("loss.name", "nt_xent", "margin_triplet", ("method", "train.batch_size", "train.steps")),
         ("train.batch_size", 64, 32, ("loss.name", "method")),
     }
+
+
+def test_settings_every_run_shares_are_said_once_one_row_per_setting() -> None:
+    from cmp.report.tables import settings_tables
+
+    results = [cell("simclr", 0, 128, 0.8)] + [r.model_copy(update={"config": {**r.config, "train": {**r.config["train"],
+                                                                                              "precision": "bf16"}}})
+                                       for r in [cell("moco", 0, 128, 0.7)]]
+    differing, shared = settings_tables(group_results(results))
+    assert differing.header == ["run", "precision"]  # the one setting in which the runs differ
+    assert [row[1] for row in differing.rows] == ["-", "bf16"]
+    assert ["batch", "128"] in shared.rows and shared.header == ["setting (every run)", "value"]
+    (alone,) = settings_tables(group_results([cell("simclr", 0, 128, 0.8)] + [cell("moco", 0, 128, 0.7)]))
+    assert alone.header == ["setting (every run)", "value"]  # nothing differs: no table of runs

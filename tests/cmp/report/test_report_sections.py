@@ -75,7 +75,7 @@ def test_a_plugin_section_follows_cmps_own_in_both_documents(tmp_path: Path, hoo
     assert "<h2>Probe diagnostics</h2>" in page
     assert "<p>Probe diagnostics by the <code>probe</code> plugin.</p>" in page
     assert "<tr><td>finished cells</td><td>18</td></tr>" in page and "<caption>What the probe saw.</caption>" in page
-    assert page.count("data:image/png;base64,") == 3  # batch size, curves and the plugin's figure
+    assert page.count("data:image/png;base64,") == 4  # batch size, curves, accuracy against time, the plugin's figure
 
 
 def test_without_hooks_there_are_only_cmps_sections(tmp_path: Path) -> None:
