@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from cmp import hookimpl
 from cmp.api import BaselineContext, Encoder, Register, StepOutput
+from cmp.weights import without_weights
 
 STREAMED_SIDE = 32
 """Side raw pixels are downscaled to on a streamed data set: 224 x 224 x 3 inputs would be
@@ -63,17 +64,21 @@ class RawPixels:
 
 
 class RandomInit:
-    """The cell's encoder, initialised with the cell's seed and never trained."""
+    """The cell's encoder, initialised with the cell's seed and never trained: without
+    the weights file it may name (the same architecture, its weights random)."""
 
     def depends_on(self, context: BaselineContext) -> dict[str, Any]:
-        return {"input": context.input_shape(), "encoder": context.config["parts"]["encoder"],
+        encoder = context.config["parts"]["encoder"]
+        return {"input": context.input_shape(), "encoder": {**encoder, "params": without_weights(encoder["params"])},
                 "seed": context.cell.train.seed}
 
     def label(self, context: BaselineContext) -> str:
-        return f"random_init ({context.cell.part('encoder').name})"
+        encoder = context.cell.part("encoder")
+        arch = encoder.params.get("arch")  # torchvision's, timm's: which of their models
+        return f"random_init ({encoder.name}{f' {arch}' if arch else ''})"
 
     def representation(self, context: BaselineContext) -> nn.Module:
-        return context.build_part("encoder")
+        return context.build_part("encoder", without_weights(context.cell.part("encoder").params))
 
 
 class SupervisedObjective(nn.Module):
@@ -102,6 +107,7 @@ class Supervised:
     """The cell's encoder trained with labels, on the cell's budget: an upper reference."""
 
     reference = "ceiling"
+    trains = True
 
     def depends_on(self, context: BaselineContext) -> dict[str, Any]:
         config = context.config

@@ -138,8 +138,10 @@ class BaselineContext(Protocol):
         """The evaluation input's shape per image (C, H, W)."""
         ...
 
-    def build_part(self, key: str) -> Any:
-        """The cell's part `key`, built: an `Encoder` for "encoder", an `Augmentation` for "augmentation"."""
+    def build_part(self, key: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The cell's part `key`, built: an `Encoder` for "encoder", an `Augmentation` for
+        "augmentation"; with `params`, those parameters instead of the cell's (the same
+        encoder without its weights file: `cmp.weights.without_weights`)."""
         ...
 
     def effective_optimizer(self) -> dict[str, Any]:
@@ -164,7 +166,9 @@ class Baseline(Protocol):
     An optional attribute `reference` says what the baseline is for: "floor" (the
     default: a self-supervised method should beat it, and the report flags one that does
     not, as raw pixels and a random encoder) or "ceiling" (an upper reference such as a
-    supervised encoder, shown but not flagged).
+    supervised encoder, shown but not flagged). An optional attribute `trains = True` says
+    it trains on the cell's budget, so an evaluate-only cell (`train.epochs: 0`), which has
+    none, does not ask for it.
     """
 
     def depends_on(self, context: BaselineContext) -> dict[str, Any]: ...

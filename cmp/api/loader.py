@@ -39,7 +39,7 @@ GROUP = "cmp"
 OWN_DISTRIBUTION = "cmp-compare"
 BUILTINS_PACKAGE = "cmp_plugins"
 BUILTIN_PLUGINS = (
-    "augmentations", "encoders", "heads", "targets", "momentum", "negatives", "queue", "losses",
+    "augmentations", "encoders", "external_encoders", "heads", "targets", "momentum", "negatives", "queue", "losses",
     "regression_losses", "contrastive_losses", "redundancy_reduction",
     "optimizers", "schedules", "methods", "datasets", "streamed_datasets", "evaluators", "diagnostics", "baselines",
     "executors", "tensorboard", "progress",

@@ -102,6 +102,10 @@ class RunResult(_Record):
     wall_time_s: float = 0.0
     eval_time_s: float | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
+    encoder_input: str | None = None
+    """How the encoder's input was made from the data when it differs (a grey data set
+    repeated into 3 channels, resized, normalised as the weights were trained), as the
+    encoder's `input_note` says; None when the encoder takes the data as it is."""
     cached: bool = Field(default=False, exclude=True)
 
     @property

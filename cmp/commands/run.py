@@ -24,6 +24,7 @@ from cmp.config.recipe import Override, Recipe, load_recipe
 from cmp.distributed import Processes, finish_processes, init_processes, launch, launched
 from cmp.engine.baselines import baseline_specs, compute_baselines
 from cmp.engine.build import build, resolve_device
+from cmp.engine.cell_run import check_weights
 from cmp.engine.environment import environment
 from cmp.engine.executors import run_cells
 from cmp.engine.rundir import MANIFEST, older_results, write_json
@@ -96,6 +97,7 @@ def run_command(plugins: Plugins, request: RunRequest) -> int:
     executor = build(plugins.registry, resolve_executor(recipe, plugins.registry))
     for cell in cells:  # every data set is found and checked before any training starts
         runner.data_for(cell.data)
+    check_weights(runner.services, cells)  # and every weights file, against its encoder
     echo(f"cmp: {recipe.name}: {len(cells)} cell(s) into {recipe_dir}")
     results = run_cells(runner, cells, executor, plugins=request.plugin_names, modules=request.plugin_modules,
                         on_done=_report_cell)

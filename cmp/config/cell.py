@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cmp.config.recipe import DataSection, TrainSection
+from cmp.weights import WeightsFile
 
 CONFIG_FORMAT = 3
 """Version of the resolved configuration's shape and of what the key leaves out; part of
@@ -78,9 +79,16 @@ class Cell:
         suffix = ",".join(f"{k}={short(v)}" for k, v in self.sweep.items())
         return f"{self.method}[{suffix}]" if suffix else self.method
 
+    def weights_files(self) -> dict[str, WeightsFile]:
+        """Each part loaded from a weights file (an encoder's `weights:`), by part key."""
+        return {key: value for key, choice in self.parts.items() if choice is not None
+                for value in choice.params.values() if isinstance(value, WeightsFile)}
+
     def config(self) -> dict[str, Any]:
-        """The resolved configuration as plain data (what `config.yaml` holds)."""
-        return {
+        """The resolved configuration as plain data (what `config.yaml` holds); with
+        `weights`, each weights file's path and the sha256 of its contents, when a part has one."""
+        files = {key: {"path": str(f), "sha256": f.sha256} for key, f in self.weights_files().items()}
+        return {**({"weights": files} if files else {}),
             "recipe": self.recipe,
             "method": self.method,
             "sweep": plain(self.sweep),
@@ -94,7 +102,8 @@ class Cell:
 
     def key(self) -> str:
         """A content hash of everything that changes the result (baselines do not; nor does
-        `train.epochs` when `train.steps` decides the budget)."""
+        `train.epochs` when `train.steps` decides the budget); a weights file's contents
+        count through their sha256."""
         config = self.config()
         left_out = (*UNHASHED_TRAIN_KEYS, "epochs") if self.train.steps is not None else UNHASHED_TRAIN_KEYS
         config["train"] = {k: v for k, v in config["train"].items() if k not in left_out}
@@ -112,7 +121,7 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
-    if isinstance(value, Path):
+    if isinstance(value, (Path, str)):  # a str subclass too (a `WeightsFile`): YAML writes plain text only
         return str(value)
     return value
 

@@ -82,7 +82,8 @@ def _resolve_cells(
     model = recipe.model
     data = _resolve_data(recipe, registry)
     _check_device(recipe, model.train.device)
-    train = _resolved_train(model.train)
+    evaluate_only = model.train.evaluate_only or model.methods[method].evaluate_only
+    train = _evaluation_train(model.train) if evaluate_only else _resolved_train(model.train)
     evaluators = {
         name: _resolve_choice(
             recipe, registry, "evaluators", Choice(name=name, params=params or {}),
@@ -98,7 +99,7 @@ def _resolve_cells(
         for i, name in enumerate(model.baselines)
         if model.baseline_method in (None, method)
     )
-    parts, step = _resolve_method(recipe, registry, method, _sweep_layer(recipe, swept, where), where)
+    parts, step = _resolve_method(recipe, registry, method, _sweep_layer(recipe, swept, where), where, evaluate_only)
     cell = Cell(recipe.name, method, data, train, parts, step, evaluators, baselines)
     _check_parts_in_cell(recipe, registry, cell)
     return [cell]
@@ -152,6 +153,26 @@ def _resolved_train(train: TrainSection) -> TrainSection:
     return train.model_copy(update={"precision": resolve_precision(train.precision, train.device)})
 
 
+EVALUATION_TRAIN_KEYS = ("seed", "device", "precision", "channels_last", "threads", "backend")
+"""What an evaluate-only cell keeps of the train section: the encoder's seed (its random
+initialisation) and how it runs; the rest (budget, batch, schedule) trains, so is not its."""
+
+EVALUATION_PARTS = ("encoder", "augmentation")
+"""The parts an evaluate-only cell builds: the encoder, and the augmentation whose
+`preprocess` makes the evaluation input (its size, the data's normalisation)."""
+
+DEFAULT_EVALUATION_AUGMENTATION = "simclr"
+"""The augmentation an evaluate-only method gets when none is chosen: only its `preprocess`
+runs (the data set's own size, normalised with its mean and std)."""
+
+
+def _evaluation_train(train: TrainSection) -> TrainSection:
+    """An evaluate-only cell's train section: `epochs: 0`, its own keys, every other at its
+    default, so a recipe's batch size or schedule does not change its key."""
+    kept = {key: getattr(_resolved_train(train), key) for key in EVALUATION_TRAIN_KEYS}
+    return TrainSection(epochs=0, **kept)
+
+
 def _check_device(recipe: Recipe, device: str) -> None:
     """Refuse a device this machine lacks when the cells run here (the local executor),
     before any work; under another executor (Ray) each cell checks where it runs
@@ -191,13 +212,20 @@ def _method_layers(
 
 
 def _resolved_parts(
-    recipe: Recipe, registry: Registry, method: str, layered: Mapping[str, _Layered | None]
+    recipe: Recipe, registry: Registry, method: str, layered: Mapping[str, _Layered | None], evaluate_only: bool
 ) -> dict[str, ResolvedChoice | None]:
     """Each part's layered choice looked up and validated, in slot-table order; a part no
-    layer chose is None if it may be left out, else one error naming where to choose it."""
+    layer chose is None if it may be left out, else one error naming where to choose it.
+    An evaluate-only cell has only `EVALUATION_PARTS` (the augmentation by default simclr's)."""
     parts: dict[str, ResolvedChoice | None] = {}
     for key, part in PARTS.items():
         entry = layered.get(key)
+        if evaluate_only and key not in EVALUATION_PARTS:
+            parts[key] = None
+            continue
+        if entry is None and evaluate_only and key == "augmentation":
+            entry = _Layered(Choice(name=DEFAULT_EVALUATION_AUGMENTATION), f"methods.{method}.augmentation", {},
+                             f"methods.{method}.augmentation.params")
         if entry is None:
             if part.optional:
                 parts[key] = None
@@ -213,10 +241,12 @@ def _resolved_parts(
 
 
 def _resolve_method(
-    recipe: Recipe, registry: Registry, method: str, sweep_layer: Mapping[str, Any], sweep_where: str
+    recipe: Recipe, registry: Registry, method: str, sweep_layer: Mapping[str, Any], sweep_where: str,
+    evaluate_only: bool = False,
 ) -> tuple[dict[str, ResolvedChoice | None], StepOptions]:
     """A method's parts and step options: its layers merged key by key (a later layer naming
-    the same component merges parameters, another component replaces them), then resolved."""
+    the same component merges parameters, another component replaces them), then resolved.
+    An evaluate-only method has its encoder and augmentation and the default step options."""
     layers = _method_layers(recipe, registry, method, sweep_layer, sweep_where)
 
     layered: dict[str, _Layered | None] = {}
@@ -251,7 +281,9 @@ def _resolve_method(
                     f"{prefix}.{key}.params",
                 )
 
-    parts = _resolved_parts(recipe, registry, method, layered)
+    parts = _resolved_parts(recipe, registry, method, layered, evaluate_only)
+    if evaluate_only:
+        return parts, StepOptions()
     _check_compatible(recipe, registry, parts)
     _check_loss_needs(recipe, registry, parts, step["pairs"], step_where["pairs"])
     pairs = step["pairs"]

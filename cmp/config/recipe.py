@@ -78,9 +78,15 @@ def _default_evaluators() -> dict[str, dict[str, Any] | None]:
 
 
 class MethodSpec(Parts):
-    """One method of the comparison: a preset plus the parts it changes."""
+    """One method of the comparison: a preset plus the parts it changes.
+
+    `evaluate_only: true` evaluates its encoder as built (and loaded from its `weights:`
+    file), without training, beside the recipe's trained methods: `train.epochs: 0` for
+    this method alone.
+    """
 
     preset: str | None = None
+    evaluate_only: bool = False
 
 
 class DataSection(_Strict):
@@ -98,7 +104,9 @@ class DataSection(_Strict):
 class TrainSection(_Strict):
     """How long and how to train; shared by every method of the recipe."""
 
-    epochs: PositiveInt = 10
+    epochs: NonNegativeInt = 10
+    """0: evaluate-only cells: the encoder is evaluated as built (and loaded from its
+    `weights:` file), with no optimizer, augmentation or training loop."""
     steps: PositiveInt | None = None
     """A fixed number of optimizer steps instead of `epochs` (the batch-size question at a
     fixed step count): training runs ceil(steps / steps per epoch) epochs, the last one cut
@@ -130,6 +138,17 @@ class TrainSection(_Strict):
     """With several processes, BatchNorm statistics over the global batch (SyncBatchNorm)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """torch.distributed backend with several processes: auto is NCCL on GPUs, gloo on CPUs."""
+
+    @property
+    def evaluate_only(self) -> bool:
+        """Whether the cells evaluate their encoder without training it (`epochs: 0`)."""
+        return self.epochs == 0 and self.steps is None
+
+    @model_validator(mode="after")
+    def _no_steps_without_epochs(self) -> TrainSection:
+        if self.epochs == 0 and self.steps is not None:
+            raise ValueError("epochs: 0 evaluates without training, so it takes no steps budget; leave out train.steps")
+        return self
 
     def budget(self, steps_per_epoch: int) -> tuple[int, int]:
         """(epochs, total optimizer steps) for an epoch of `steps_per_epoch` steps."""

@@ -8,10 +8,12 @@ built-ins are raw pixels, a randomly initialised encoder and a supervised encode
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -92,11 +94,16 @@ class BaselineContext:
         """The evaluation input's shape per image (C, H, W): what the preprocess makes of the data."""
         return list(self.augmentation.preprocess(self.data.sample_input(self.device)).shape[1:])
 
-    def build_part(self, key: str) -> Any:
-        """One part of the cell, built exactly as the cell builds it (seeded by the cell's seed)."""
+    def build_part(self, key: str, params: Mapping[str, Any] | None = None) -> Any:
+        """One part of the cell, built exactly as the cell builds it (seeded by the cell's
+        seed); with `params`, those parameters instead of the cell's."""
         torch.manual_seed(self.cell.train.seed)
         context = BuildContext(self.info, self.cell.train.batch_size, 1, self.cell.train.epochs)
-        build_parts(self.cell, self.runner.registry, context, [key])
+        cell = self.cell
+        choice = cell.parts[key]
+        if params is not None and choice is not None:
+            cell = dataclasses.replace(cell, parts={**cell.parts, key: dataclasses.replace(choice, params=dict(params))})
+        build_parts(cell, self.runner.registry, context, [key])
         return context.built[key]
 
     def effective_optimizer(self) -> dict[str, Any]:
@@ -162,9 +169,12 @@ def baseline_key(component: Baseline, context: BaselineContext) -> str:
 
 
 def compute_baselines(runner: Runner, specs: list[BaselineSpec], device_name: str | None = None) -> list[BaselineResult]:
-    """Each distinct baseline once (cached on disk); a failure is recorded, never raised."""
+    """Each distinct baseline once (cached on disk); a failure is recorded, never raised.
+    A baseline that trains (`trains = True`) is not computed for an evaluate-only cell."""
     done: dict[str, BaselineResult] = {}
     for spec in specs:
+        if spec.cell.train.evaluate_only and getattr(build(runner.registry, spec.choice), "trains", False):
+            continue
         result = compute_baseline(runner, spec, device_name)
         done.setdefault(f"{result.baseline}-{result.key}", result)
     return list(done.values())

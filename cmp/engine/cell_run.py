@@ -12,8 +12,9 @@ batch by batch). This module does not ask which.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,10 @@ import torch
 
 from cmp.api.registry import Registry
 from cmp.api.results import MetricInfo, RunInfo, TrainStats
-from cmp.config.cells import Cell
+from cmp.config.cells import EVALUATION_PARTS, Cell
 from cmp.config.recipe import DataSection
 from cmp.distributed import Processes
-from cmp.engine.build import build, build_model
+from cmp.engine.build import BuildContext, build, build_model, build_parts
 from cmp.engine.data import Data, dataset
 from cmp.engine.environment import PeakMemory
 from cmp.engine.rundir import CHECKPOINT
@@ -69,6 +70,8 @@ def train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume:
 
 
 def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume: dict[str, Any] | None) -> dict[str, Any]:
+    if cell.train.evaluate_only:
+        return evaluate_only(services, cell, run)
     train = cell.train
     data = dataset(services.data_for(cell.data))
     device = run.device
@@ -156,6 +159,60 @@ def _train_and_evaluate(services: CellServices, cell: Cell, run: RunInfo, resume
         "peak_memory_mb": memory.peak_mb,
         "train_images": count,
         "test_images": all_splits.sizes()[1],
+        "encoder_input": getattr(model.learner.encoder, "input_note", None),
+    }
+
+
+def check_weights(services: CellServices, cells: Iterable[Cell]) -> None:
+    """Each encoder loaded from a weights file, built once before any cell runs, so a file
+    that does not fit is one `CheckpointError` naming it (exit 2), not a failed cell per seed."""
+    seen: set[str] = set()
+    for cell in cells:
+        choice = cell.parts.get("encoder")
+        if choice is None or "encoder" not in cell.weights_files():
+            continue
+        key = json.dumps([choice.to_dict(), cell.data.model_dump()], sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            build(services.registry, choice, dataset(services.data_for(cell.data)).info())
+
+
+def evaluate_only(services: CellServices, cell: Cell, run: RunInfo) -> dict[str, Any]:
+    """An evaluate-only cell (`train.epochs: 0`): the encoder built as the cell's seed makes
+    it (and loaded from its weights file), evaluated by every evaluator on every image;
+    no optimizer, no augmented views, no training loop."""
+    data = dataset(services.data_for(cell.data))
+    device = run.device
+    info = data.info()
+    torch.manual_seed(cell.train.seed)  # as `build_model` seeds it: the same random encoder as the random_init baseline
+    context = BuildContext(info, cell.train.batch_size, 1, 0)
+    build_parts(cell, services.registry, context, EVALUATION_PARTS)
+    augmentation = context.built["augmentation"].to(device)
+    encoder = context.built["encoder"].to(device)
+    if cell.train.channels_last:
+        encoder.to(memory_format=torch.channels_last)
+    evaluators = {name: build(services.registry, choice) for name, choice in cell.evaluators.items()}
+    splits = data.evaluation_splits(device)
+    run.epochs, run.steps_per_epoch, run.total_steps = 0, 0, 0
+    services.hooks.cmp_run_start(run=run)
+    started = time.perf_counter()
+    with PeakMemory(device) as memory:
+        final = evaluate_representation(
+            encoder, augmentation.preprocess, splits, evaluators, progress=progress_reporter(services.hooks, run),
+            channels_last=cell.train.channels_last, processes=services.processes, augmentation=augmentation,
+        )
+    services.hooks.cmp_evaluation_done(run=run, epoch=0, results=final)
+    save_embedding_sample(evaluators, run.dir)  # only where `eval.embedding_map` asked for one
+    return {
+        "metrics": final,
+        "metric_info": metric_info(services.registry, cell, final),
+        "train": None,
+        "eval_history": [{"epoch": 0, **final}],
+        "eval_time_s": time.perf_counter() - started,
+        "peak_memory_mb": memory.peak_mb,
+        "train_images": data.train_count(),
+        "test_images": splits.sizes()[1],
+        "encoder_input": getattr(encoder, "input_note", None),
     }
 
 

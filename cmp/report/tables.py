@@ -130,8 +130,10 @@ def settings_tables(groups: list[Group]) -> list[Table]:
     """
     rows = [_settings_row(g) for g in groups if g.ok]
     caption = ("As run: the resolved configuration of the first seed (seeds differ only in their seed) and what "
-               "its training measured; effective lr is the optimizer's base learning rate after batch-size scaling. "
-               "Each run's config.yaml holds every resolved parameter.")
+               "its training measured; effective lr is the optimizer's base learning rate after batch-size scaling; "
+               "an encoder's input, where given, is how it made its input from the data (a grey data set repeated "
+               "into 3 channels, resized, normalised as its weights were trained). Each run's config.yaml holds "
+               "every resolved parameter.")
     if len(rows) < 2:
         return [Table(SETTINGS_HEADER, rows, caption)]
     shared = [i for i in range(1, len(SETTINGS_HEADER)) if len({row[i] for row in rows}) == 1]
@@ -157,7 +159,8 @@ def _settings_row(g: Group) -> list[str]:
         _batch(train),
         "-" if not stats or stats.effective_lr is None else f"{stats.effective_lr:.4g}",
         str(train.get("precision", "-")), r.device,
-        _part(parts.get("encoder")), _part(parts.get("augmentation")),
+        _part(parts.get("encoder")) + (f"; input: {r.encoder_input}" if r.encoder_input else ""),
+        _part(parts.get("augmentation")),
         _number(r.train_images, 0),
     ]
 

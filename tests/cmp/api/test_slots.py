@@ -19,7 +19,7 @@ def test_every_slot_has_exactly_one_registration_hookspec() -> None:
 
 def test_the_recipe_schema_has_one_key_per_part_and_step_option() -> None:
     assert set(Parts.model_fields) == set(PARTS) | set(STEP_OPTIONS)
-    assert set(MethodSpec.model_fields) == set(PARTS) | set(STEP_OPTIONS) | {"preset"}
+    assert set(MethodSpec.model_fields) == set(PARTS) | set(STEP_OPTIONS) | {"preset", "evaluate_only"}
 
 
 def test_every_part_names_a_slot_and_context_the_builder_has() -> None:

@@ -315,7 +315,7 @@ def test_a_bad_executor_is_one_error_at_its_key(write_recipe, plugins, executor:
      "backend, batch_size, channels_last, checkpoint_minutes, collapse_std, compile, device, epochs, eval_every, "
      "eval_subset, log_every, micro_batch, precision, seed, steps, sync_batchnorm, threads"),
     ("{data.test_subset: [0]}", "sweep.data.test_subset: input should be greater than 0 (got 0)"),
-    ("{train: [{epochs: 2}, {epochs: 0}]}", "sweep.train.epochs: input should be greater than 0 (got 0)"),
+    ("{train: [{epochs: 2}, {epochs: -1}]}", "sweep.train.epochs: input should be greater than or equal to 0 (got -1)"),
     ("{pairs: [symmetric], pairs.x: [1]}", "sweep.pairs.x: cannot set a key inside pairs, which is a str"),
     ("{train.epochs: [2], train.epochs.x: [1]}", "sweep.train.epochs.x: cannot set a key inside train.epochs, which is a int"),
     ("{method.simclr.x: [1]}", "sweep.method.simclr.x: unknown sweep key 'method' (did you mean 'methods'?); choices: "
