@@ -202,7 +202,8 @@ def evaluate_only(services: CellServices, cell: Cell, run: RunInfo) -> dict[str,
             channels_last=cell.train.channels_last, processes=services.processes, augmentation=augmentation,
         )
     services.hooks.cmp_evaluation_done(run=run, epoch=0, results=final)
-    save_embedding_sample(evaluators, run.dir)  # only where `eval.embedding_map` asked for one
+    if services.processes.is_main:
+        save_embedding_sample(evaluators, run.dir)  # only where `eval.embedding_map` asked for one
     return {
         "metrics": final,
         "metric_info": metric_info(services.registry, cell, final),
