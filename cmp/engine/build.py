@@ -20,7 +20,7 @@ from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS
 from cmp.config.cells import Cell, ResolvedChoice
 from cmp.devices import resolve_device as resolve_device  # where the engine's modules have imported it from
-from cmp.engine.learner import Learner, OnlineNetwork, param_groups, view_pairs
+from cmp.engine.learner import Learner, OnlineNetwork, cancel_frozen_gradients, param_groups, view_pairs
 from cmp.errors import CmpError, PluginError
 from cmp.nn import world_size
 
@@ -126,7 +126,7 @@ def build_model(cell: Cell, registry: Registry, info: DataInfo, steps_per_epoch:
         raise CmpError(str(exc), where=f"methods.{cell.method}.pairs") from None
     learner = Learner(
         context.online, built["predictor"], built["target"], built["negative_source"], built["loss"],
-        pairs, cell.step.joint_forward,
+        pairs, cell.step.joint_forward, built["objective"],
     ).to(device)
     if cell.train.sync_batchnorm and world_size() > 1:
         if device.type != "cuda":
@@ -139,4 +139,5 @@ def build_model(cell: Cell, registry: Registry, info: DataInfo, steps_per_epoch:
         learner.online.compile()
     context.trainable = learner
     build_parts(cell, registry, context, TRAINING_PARTS)
+    cancel_frozen_gradients(built["optimizer"], learner)
     return Model(augmentation, learner, built["optimizer"], built["schedule"])
