@@ -297,7 +297,7 @@ def _check_loss_or_objective(recipe: Recipe, method: str, parts: dict[str, Resol
     loss, objective = parts["loss"], parts["objective"]
     if loss is not None and objective is not None:
         raise _error(recipe, loss.where, (
-            f"loss '{loss.name}' is chosen beside objective '{objective.name}' ({_where(recipe, objective.where)}), "
+            f"loss '{loss.name}' is chosen beside objective '{objective.name}' (at {objective.where}), "
             f"which computes the step's loss itself: set loss: none, or objective: none"
         ))
     if loss is None and objective is None:

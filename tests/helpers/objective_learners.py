@@ -26,10 +26,10 @@ class PooledEncoder(Encoder):
     """Average-pool to 2x2, flatten, linear, ReLU: any crop size, no BatchNorm, so any split
     of the batch across processes or chunks gives the same outputs."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = CHANNELS) -> None:
         super().__init__()
         self.feature_dim = 12
-        self.linear = nn.Linear(CHANNELS * 4, 12)
+        self.linear = nn.Linear(channels * 4, 12)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(self.linear(F.adaptive_avg_pool2d(x, 2).flatten(1)))
