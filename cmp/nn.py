@@ -1,12 +1,13 @@
 """Small building blocks for plugin authors: EMA, freezing, a ring buffer, a nearest-neighbour
-support set, shuffled BatchNorm, gathering, global-batch statistics.
+support set, shuffled BatchNorm, gathering, global-batch statistics, Sinkhorn-Knopp codes.
 
 Each block is something several contrastive methods need and that is easy to get subtly
 wrong: a momentum update that misses a parameter, a queue that drops keys when a batch
 runs past the end of its buffer, a memory whose pointer is lost on resume, a shuffle that
 is not undone, gathered negatives whose gradient is off by the number of processes,
 batch statistics (Barlow Twins' cross-correlation, VICReg's covariance) taken per process,
-a support set that starts from random vectors or differs between processes.
+a support set that starts from random vectors or differs between processes, codes or a
+centre normalised over one process's rows instead of the global batch's.
 
 A MoCo-like queue and a momentum target, each a few lines with these blocks (the plugin
 guide, docs/plugins.md, shows and runs this example):
@@ -66,6 +67,7 @@ ModuleT = TypeVar("ModuleT", bound=nn.Module)
 __all__ = [
     "RingBuffer",
     "SupportSet",
+    "all_reduce_sum",
     "covariance",
     "cross_correlation",
     "freeze",
@@ -75,6 +77,7 @@ __all__ = [
     "off_diagonal",
     "rank",
     "shuffle_batch",
+    "sinkhorn_knopp",
     "unfreeze",
     "unshuffle_batch",
     "update_momentum",
@@ -365,6 +368,47 @@ def gather_no_grad(x: Tensor, groups: int = 1) -> Tensor:
     parts = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(parts, x.contiguous())
     return _by_group(parts, groups)
+
+
+@torch.no_grad()
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """The sum of x over every process, detached (a new tensor; x itself is not changed).
+
+    For statistics that are not trained through: DINO's centre (the teacher outputs' sum
+    and count over all processes), Sinkhorn-Knopp's normalising sums. In one process
+    this is x, detached. Every process must call it with the same shape.
+    """
+    if world_size() == 1:
+        return x.detach()
+    total = x.detach().clone()
+    dist.all_reduce(total)
+    return total
+
+
+@torch.no_grad()
+def sinkhorn_knopp(scores: Tensor, *, epsilon: float = 0.05, iterations: int = 3) -> Tensor:
+    """(N, K) soft codes of this process's rows of `scores` (N, K), equipartitioned over the
+    rows of *every* process: SwAV's codes (Caron et al. 2020, section 3.1 and appendix A.1).
+
+    Q = exp(scores / epsilon)^T is scaled to sum to 1, then `iterations` times each
+    prototype's row to 1/K and each sample's column to 1/B (B the rows of all processes);
+    returned as B Q^T, so each row of the result sums to 1. The row sums, the total and B
+    are summed over processes (`all_reduce_sum`), as the official `distributed_sinkhorn`
+    does, so 2 processes x N/2 rows give the codes 1 process x N would. No gradient; in
+    full precision (float32, or float64 for float64 scores). `scores` are cosines with
+    the prototypes, in [-1, 1], so exp(scores / 0.05) stays below e^20 as in the official
+    code, which takes no maximum out. A process may pass 0 rows (a share of nothing).
+    """
+    if epsilon <= 0 or iterations < 0:
+        raise ValueError(f"sinkhorn_knopp needs epsilon > 0 and iterations >= 0, got {epsilon} and {iterations}")
+    q = torch.exp(_full_precision(scores.detach()) / epsilon).T
+    q = q / all_reduce_sum(q.sum())
+    prototypes = q.shape[0]
+    samples = all_reduce_sum(torch.tensor(float(q.shape[1]), dtype=q.dtype, device=q.device))
+    for _ in range(iterations):
+        q = q / all_reduce_sum(q.sum(dim=1, keepdim=True)) / prototypes
+        q = q / q.sum(dim=0, keepdim=True) / samples
+    return (q * samples).T
 
 
 def off_diagonal(m: Tensor) -> Tensor:

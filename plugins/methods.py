@@ -246,6 +246,76 @@ VICREG = MethodPreset(
 )
 
 
+SWAV = MethodPreset(
+    {
+        # Multi-crop: 2 global crops of 14-100 % and 6 small ones of 5-14 %, at 3/7 of the side (224 and 96
+        # in the paper, section 4 and the official README's commands); SimCLR's colour distortion on each.
+        "augmentation": {"name": "multicrop", "params": {"local_views": 6}},
+        "encoder": "resnet18",
+        # Projection head: 2 layers, hidden 2048 with BN and ReLU, output 128 (official resnet50.py,
+        # --hidden_mlp 2048 --feat_dim 128); the hidden layer narrowed to 512 for ResNet-18's 512 features.
+        "projection_head": {"name": "mlp", "params": {"hidden_dim": 512, "out_dim": 128}},
+        "predictor": None,
+        "target": "shared",  # the codes come from the network's own global-crop scores, without gradient
+        "negative_source": "none",
+        "loss": None,
+        # 3000 prototypes, temperature 0.1, Sinkhorn epsilon 0.05 and 3 iterations, prototypes frozen for
+        # one epoch (main_swav.py's defaults; see plugins/clustering.py for the fractions of the budget).
+        "objective": "swav",
+        # LARS, lr 4.8 at batch 4096 = 0.3 x B / 256, weight decay 1e-6 (main_swav.py defaults, README).
+        "optimizer": {"name": "lars", "params": {"lr": 0.3, "lr_scaling": "linear", "weight_decay": 1e-6}},
+        # Linear warm-up for 10 epochs, then cosine decay (main_swav.py --warmup_epochs 10).
+        "schedule": {"name": "cosine", "params": {"warmup_epochs": 10}},
+        "pairs": "multicrop",  # every crop predicts the codes of each global crop but itself
+        "joint_forward": True,  # the code forwards the crops of one resolution as one batch
+    },
+    "SwAV (Caron et al. 2020): multi-crop, 3000 prototypes, Sinkhorn-Knopp codes of the global crops "
+    "(epsilon 0.05), swapped prediction at temperature 0.1, LARS.",
+)
+
+DINO = MethodPreset(
+    {
+        # Multi-crop as the official README's ResNet-50 command: global crops of 14-100 %, local ones of
+        # 5-14 % (--global_crops_scale 0.14 1 --local_crops_scale 0.05 0.14), 8 local crops (main_dino.py's default).
+        "augmentation": {"name": "multicrop", "params": {"local_views": 8}},
+        "encoder": "resnet18",
+        # DINO's head: 3 layers (GELU, no BN), hidden 2048, bottleneck 256, 65536 outputs, weight-normalised
+        # last layer frozen for the first epoch (main_dino.py's defaults). 65536 x 256 is more weights than
+        # ResNet-18's: the recipes take fewer outputs for small data.
+        "projection_head": "dino",
+        "predictor": None,
+        # The teacher: an EMA of the student, momentum 0.996 -> 1 on a cosine (main_dino.py --momentum_teacher);
+        # it embeds the global crops only.
+        "target": {"name": "momentum", "params": {"momentum": 0.996, "schedule": "cosine"}},
+        "negative_source": "none",
+        "loss": None,
+        # Student temperature 0.1, teacher 0.04 -> 0.07 over the first tenth, centre momentum 0.9 (the paper).
+        "objective": "dino",
+        # The ResNet-50 command of the official README: SGD, lr 0.03 x B / 256, weight decay 1e-4 (no decay
+        # for biases and norms, as the code's parameter groups), 10 warm-up epochs then cosine decay.
+        "optimizer": {"name": "sgd", "params": {"lr": 0.03, "lr_scaling": "linear", "weight_decay": 1e-4}},
+        "schedule": {"name": "cosine", "params": {"warmup_epochs": 10}},
+        "pairs": "multicrop",  # every student crop against each teacher (global) crop but itself
+        "joint_forward": True,  # the student forwards the crops of one resolution as one batch
+    },
+    "DINO (Caron et al. 2021): EMA teacher on the global crops, centred and sharpened (0.04 -> 0.07), "
+    "student at 0.1 on every crop, DINO head, SGD (the authors' ResNet-50 settings).",
+)
+"""DINO's ResNet setting, and where it differs from the official code (facebookresearch/dino):
+
+- the teacher embeds each global crop on its own (cmp's `momentum` target), the code's
+  both global crops as one batch: with BatchNorm in the encoder the teacher's batch
+  statistics are per crop here;
+- the code clips each parameter's gradient norm at 3.0 (`--clip_grad`) and its ViT
+  settings schedule weight decay 0.04 -> 0.4 with AdamW; the ResNet-50 command keeps
+  1e-4, and cmp clips nothing;
+- the teacher's momentum for the step s is the code's for s + 1 (cmp updates the EMA
+  after each step with the finished fraction), one step of a cosine;
+- epoch-based schedules are fractions of the budget: the temperature warm-up (30 of
+  300 epochs in the paper: 0.1) and the last layer's freeze (1 of 100: 0.01).
+"""
+
+
 @hookimpl
 def cmp_register_methods(register: Register) -> None:
     register("simclr", SIMCLR)
@@ -256,3 +326,5 @@ def cmp_register_methods(register: Register) -> None:
     register("vicreg", VICREG)
     register("moco_v3", MOCO_V3)
     register("nnclr", NNCLR)
+    register("swav", SWAV)
+    register("dino", DINO)

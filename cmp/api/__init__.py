@@ -44,6 +44,7 @@ from cmp.api.contracts import (
     Objective,
     PairBatch,
     PartValue,
+    StatefulObjective,
     StepOutput,
     StepValue,
     StreamedData,
@@ -75,6 +76,6 @@ __all__ = [
     "FractionRange", "Head", "ImageData", "Loss", "MethodPreset", "MetricInfo", "NegativeSource", "Negatives",
     "NonNegative", "NonNegativeInt", "Objective", "PairBatch", "ParamError", "PartChoice", "PartValue", "PluginError", "Plugins",
     "Positive", "PositiveInt", "PositiveRange", "Probability", "Provider", "RecipeError", "Register", "Registry",
-    "RunFailed", "RunInfo", "RunResult", "Section", "StepOutput", "StepValue", "StreamedData", "Table", "TargetBranch",
+    "RunFailed", "RunInfo", "RunResult", "Section", "StatefulObjective", "StepOutput", "StepValue", "StreamedData", "Table", "TargetBranch",
     "TrainSettings", "hookimpl", "load_plugins",
 ]

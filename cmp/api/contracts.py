@@ -186,6 +186,11 @@ class PairBatch:
     key_ids:    (M,) int64, index in the data set of the image behind each key
     key_views:  how many positive views `keys` holds, as equal chunks of N rows in view
                 order (for gathering keys across processes in one process's layout)
+    pairs:      the (anchor view, positive view) of each of the equal chunks of N rows of
+                `anchors` and `positives`, in order; the positive views' chunks of `keys`
+                are in ascending view order, so pair (i, j)'s positives are the chunk of
+                `keys` at j's rank among the positive views. Empty where not known (a batch
+                built by hand); the engine's batches always say.
 
     Ids are data-set indices, unique within a step's batch: rows with equal ids are views
     of one image (in-batch negatives mask them out), and a memory that keeps embeddings
@@ -198,6 +203,16 @@ class PairBatch:
     keys: Tensor
     key_ids: Tensor
     key_views: int = 1
+    pairs: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def positive_views(self) -> list[int]:
+        """The views whose target embeddings `keys` holds, in its chunks' order."""
+        return sorted({j for _, j in self.pairs})
+
+    def key_chunk(self, pair: int) -> int:
+        """The chunk of `keys` holding the positives of pair number `pair`."""
+        return self.positive_views.index(self.pairs[pair][1])
 
 
 @dataclass
@@ -274,6 +289,45 @@ class NegativeSource(nn.Module):
     def stats(self) -> dict[str, float]:
         """Scalars worth logging (a queue's fill)."""
         return {}
+
+
+class StatefulObjective(nn.Module):
+    """A step's loss with parameters or state of its own (SwAV's prototypes and queue,
+    DINO's centre): the `objectives` slot, chosen by a method's `objective` key.
+
+    When a cell has one, the engine calls it instead of a loss function:
+    `forward(batch, progress)` returns the step's scalar loss from the `PairBatch`
+    (anchors: online outputs, one chunk per pair; keys: the target's embeddings of the
+    positive views; `batch.pairs` says which chunk is which) and `progress`, the finished
+    fraction of training in [0, 1] before this step (what epoch-based schedules become:
+    a warm-up over the first 10 % is `progress < 0.1`). `update(batch, progress)` runs
+    after each optimizer step (progress then counts that step), `stats()` gives scalars
+    to log. It is a submodule of the learner: its parameters are trained with the rest
+    (and averaged across processes by DDP), its buffers move with `.to(device)` and are
+    saved in every checkpoint. A statistic over the global batch goes through `cmp.nn`
+    (`all_reduce_sum`, `gather`, `sinkhorn_knopp`). Any buffer must hold the same value on
+    every process: DDP copies process 0's buffers to the others before each step.
+
+    `frozen_parameters(progress)` names parameters to leave untouched at this progress:
+    their gradients are dropped before the optimizer step, as SwAV's code does with its
+    prototypes during the first epoch. Any module of the learner may define it (DINO's
+    head does, for its last layer).
+    The factory is told `dim`, the width of the anchors.
+    """
+
+    def forward(self, batch: PairBatch, progress: float) -> Tensor:
+        raise NotImplementedError
+
+    def update(self, batch: PairBatch, progress: float) -> None:
+        """After the optimizer step; nothing to do by default."""
+
+    def stats(self) -> dict[str, float]:
+        """Scalars worth logging (a queue's fill, a temperature)."""
+        return {}
+
+    def frozen_parameters(self, progress: float) -> list[Tensor]:
+        """Parameters whose gradient is dropped before the optimizer step at `progress`."""
+        return []
 
 
 @dataclass(frozen=True)

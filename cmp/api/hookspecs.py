@@ -59,6 +59,14 @@ class RegistrationSpecs:
         """
 
     @hookspec
+    def cmp_register_objectives(self, register: Register) -> None:
+        """Register objectives: factory(dim: int, *, params) -> StatefulObjective.
+
+        An objective is a loss with parameters or state of its own (SwAV's prototypes,
+        DINO's centre); a method chooses one with `objective:` in place of `loss:`.
+        """
+
+    @hookspec
     def cmp_register_optimizers(self, register: Register) -> None:
         """Register optimizers: factory(param_groups, batch_size, *, params) -> Optimizer.
 

@@ -40,7 +40,7 @@ OWN_DISTRIBUTION = "cmp-compare"
 BUILTINS_PACKAGE = "cmp_plugins"
 BUILTIN_PLUGINS = (
     "augmentations", "encoders", "external_encoders", "heads", "targets", "momentum", "negatives", "queue", "losses",
-    "regression_losses", "contrastive_losses", "redundancy_reduction",
+    "regression_losses", "contrastive_losses", "redundancy_reduction", "clustering", "self_distillation",
     "optimizers", "schedules", "methods", "datasets", "streamed_datasets", "evaluators", "diagnostics", "baselines",
     "executors", "tensorboard", "progress",
 )

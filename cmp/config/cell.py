@@ -25,6 +25,11 @@ UNHASHED_TRAIN_KEYS = ("log_every", "threads", "backend", "checkpoint_minutes")
 """How a run is logged, threaded, joined and checkpointed: not what it computes."""
 
 
+UNWRITTEN_WHEN_NONE = ("objective",)
+"""Optional parts added after `CONFIG_FORMAT` 3 was fixed: written only when chosen, so the
+keys (and cached results) of cells without one stay what they were."""
+
+
 @dataclass(frozen=True)
 class ResolvedChoice:
     """A validated slot choice, the key path its name came from, and where each parameter
@@ -94,7 +99,7 @@ class Cell:
             "sweep": plain(self.sweep),
             "data": plain(self.data.model_dump()),
             "train": plain(self.train.model_dump()),
-            "parts": {k: (v.to_dict() if v else None) for k, v in self.parts.items()},
+            "parts": {k: (v.to_dict() if v else None) for k, v in self.parts.items() if v or k not in UNWRITTEN_WHEN_NONE},
             "step": plain(dataclasses.asdict(self.step)),
             "eval": {k: v.to_dict() for k, v in self.evaluators.items()},
             "baselines": [b.to_dict() for b in self.baselines],

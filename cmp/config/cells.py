@@ -284,8 +284,9 @@ def _resolve_method(
     parts = _resolved_parts(recipe, registry, method, layered, evaluate_only)
     if evaluate_only:
         return parts, StepOptions()
-    _check_compatible(recipe, registry, parts)
-    _check_loss_needs(recipe, registry, parts, step["pairs"], step_where["pairs"])
+    if _check_loss_or_objective(recipe, method, parts):
+        _check_compatible(recipe, registry, parts)
+        _check_loss_needs(recipe, registry, parts, step["pairs"], step_where["pairs"])
     pairs = step["pairs"]
     return parts, StepOptions(
         pairs=pairs if isinstance(pairs, str) else tuple(tuple(p) for p in pairs),
@@ -321,6 +322,22 @@ def _validate(
         head = param_paths.get(exc.loc[0]) if exc.loc else None
         path = ".".join((head or f"{default_prefix}.{exc.loc[0]}", *exc.loc[1:])) if exc.loc else default_prefix
         raise _error(recipe, path, exc.message) from None
+
+
+def _check_loss_or_objective(recipe: Recipe, method: str, parts: dict[str, ResolvedChoice | None]) -> bool:
+    """A step has one loss: a loss function, or an objective (SwAV, DINO), never both;
+    True for a loss function."""
+    loss, objective = parts["loss"], parts["objective"]
+    if loss is not None and objective is not None:
+        raise _error(recipe, loss.where, (
+            f"loss '{loss.name}' is chosen beside objective '{objective.name}' (at {objective.where}), "
+            f"which computes the step's loss itself: set loss: none, or objective: none"
+        ))
+    if loss is None and objective is None:
+        raise recipe.source.error(
+            f"methods.{method}", f"no loss chosen: set methods.{method}.loss or defaults.loss (or an objective), or use a preset"
+        )
+    return loss is not None
 
 
 def _check_compatible(recipe: Recipe, registry: Registry, parts: dict[str, ResolvedChoice | None]) -> None:

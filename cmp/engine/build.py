@@ -20,7 +20,7 @@ from cmp.api.registry import Registry
 from cmp.api.slots import PARTS, SLOTS
 from cmp.config.cells import Cell, ResolvedChoice
 from cmp.devices import resolve_device as resolve_device  # where the engine's modules have imported it from
-from cmp.engine.learner import Learner, OnlineNetwork, param_groups, view_pairs
+from cmp.engine.learner import Learner, OnlineNetwork, cancel_frozen_gradients, param_groups, view_pairs
 from cmp.errors import CmpError, PluginError
 from cmp.nn import world_size
 
@@ -108,6 +108,24 @@ class Model:
     schedule: Any | None
 
 
+def _check_chunks_reach_every_parameter(cell: Cell, learner: Learner) -> None:
+    """Gradient caching with several processes averages, through DDP, the gradients of the
+    chunked online network only: an objective with parameters of its own (SwAV's
+    prototypes) would train them on this process's gradient alone, and DDP would wait for
+    them. Refused before any work; in one process caching is exact for it."""
+    micro, processes = cell.train.micro_batch, world_size()
+    if micro is None or processes == 1 or micro >= cell.train.batch_size // processes or learner.objective is None:
+        return
+    own = [name for name, p in learner.objective.named_parameters() if p.requires_grad]
+    if own:
+        name = cell.part("objective").name
+        raise CmpError(
+            f"objective '{name}' has parameters of its own ({', '.join(own)}), which gradient caching does not "
+            f"average across {processes} processes: leave train.micro_batch out, or train on one process",
+            where="train.micro_batch",
+        )
+
+
 TRAINING_PARTS = ("optimizer", "schedule")
 """Parts built once the trainable module is assembled: they are told its parameters."""
 
@@ -126,8 +144,9 @@ def build_model(cell: Cell, registry: Registry, info: DataInfo, steps_per_epoch:
         raise CmpError(str(exc), where=f"methods.{cell.method}.pairs") from None
     learner = Learner(
         context.online, built["predictor"], built["target"], built["negative_source"], built["loss"],
-        pairs, cell.step.joint_forward,
+        pairs, cell.step.joint_forward, built["objective"],
     ).to(device)
+    _check_chunks_reach_every_parameter(cell, learner)
     if cell.train.sync_batchnorm and world_size() > 1:
         if device.type != "cuda":
             raise CmpError("SyncBatchNorm runs on CUDA GPUs only (PyTorch's DDP refuses it on the CPU)",
@@ -139,4 +158,5 @@ def build_model(cell: Cell, registry: Registry, info: DataInfo, steps_per_epoch:
         learner.online.compile()
     context.trainable = learner
     build_parts(cell, registry, context, TRAINING_PARTS)
+    cancel_frozen_gradients(built["optimizer"], learner)
     return Model(augmentation, learner, built["optimizer"], built["schedule"])

@@ -13,7 +13,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cmp.api.contracts import Encoder, Head, Negatives, NegativeSource, PairBatch, StepOutput, TargetBranch
+from cmp.api.contracts import (
+    Encoder,
+    Head,
+    Negatives,
+    NegativeSource,
+    PairBatch,
+    StatefulObjective,
+    StepOutput,
+    TargetBranch,
+)
 
 PAIRINGS: dict[str, list[tuple[int, int]]] = {
     "symmetric": [(0, 1), (1, 0)],
@@ -47,6 +56,23 @@ def view_pairs(pairs: str | Sequence[Sequence[int]], num_views: int, global_view
 LossFn = Callable[[Tensor, Tensor, "Negatives | None"], Tensor]
 
 
+class ProgressClock(nn.Module):
+    """The finished fraction of training, kept for the parts whose step depends on it (an
+    objective's schedules, parameters frozen for a while) and saved with the learner's
+    state so that a resumed run reads what the uninterrupted one would. A plain float
+    (the module's extra state), not a buffer: exact, on no device, untouched by DDP."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress = 0.0
+
+    def get_extra_state(self) -> dict[str, float]:
+        return {"progress": self.progress}
+
+    def set_extra_state(self, state: dict[str, float]) -> None:
+        self.progress = float(state["progress"])
+
+
 class OnlineNetwork(nn.Module):
     """Encoder f then projection head g: images -> z. Momentum targets copy this module."""
 
@@ -69,12 +95,16 @@ class Embeddings:
 
 
 class Learner(nn.Module):
-    """Online network, optional predictor, target branch and negative source, with a loss.
+    """Online network, optional predictor, target branch and negative source, with a loss
+    function or a stateful objective.
 
     `forward(views)` computes the loss of one step; `after_step(batch, progress)` lets the
-    target and the negative source update themselves once the optimizer has stepped.
-    With `joint_forward` the views go through the online network as one batch (BatchNorm
-    statistics over all views, as SimCLR); otherwise one view at a time (MoCo, BYOL).
+    target, the negative source and the objective update themselves once the optimizer
+    has stepped. With `joint_forward` the views go through the online network as one batch
+    (BatchNorm statistics over all views, as SimCLR); otherwise one view at a time (MoCo,
+    BYOL). An objective is a submodule: its parameters are trained, its buffers saved.
+    Modules that define `frozen_parameters(progress)` have those parameters' gradients
+    dropped before each optimizer step (`cancel_frozen_gradients`).
     """
 
     def __init__(
@@ -83,16 +113,24 @@ class Learner(nn.Module):
         predictor: Head | None,
         target: TargetBranch,
         negative_source: NegativeSource,
-        loss: LossFn,
+        loss: LossFn | None,
         pairs: Sequence[tuple[int, int]],
         joint_forward: bool,
+        objective: StatefulObjective | None = None,
     ) -> None:
         super().__init__()
+        if (loss is None) == (objective is None):
+            raise ValueError("a learner takes a loss function or an objective, exactly one")
         self.online = online
         self.predictor = predictor
         self.target = target
         self.negative_source = negative_source
         self.loss = loss
+        self.objective = objective
+        declared = (getattr(m, "frozen_parameters", None) for m in self.modules())
+        self.freezing: list[Callable[[float], Sequence[Tensor]]] = [f for f in declared if callable(f)]
+        if objective is not None or self.freezing:
+            self.clock = ProgressClock()
         self.pairs = list(pairs)
         self.joint_forward = joint_forward
         self.anchor_views = sorted({i for i, _ in self.pairs})
@@ -142,9 +180,19 @@ class Learner(nn.Module):
             keys=torch.cat([targets[v] for v in self.positive_views]),
             key_ids=ids.repeat(len(self.positive_views)),
             key_views=len(self.positive_views),
+            pairs=tuple(self.pairs),
         )
+        if self.objective is not None:
+            return StepOutput(self.objective(batch, self.progress), batch)
+        assert self.loss is not None
         loss = self.loss(batch.anchors, batch.positives, self.negative_source.negatives(batch))
         return StepOutput(loss, batch)
+
+    @property
+    def progress(self) -> float:
+        """The finished fraction of training before the coming step (0 without a clock)."""
+        clock = getattr(self, "clock", None)
+        return clock.progress if clock is not None else 0.0
 
     def forward(self, views: Sequence[Tensor], ids: Tensor | None = None, embed_only: bool = False) -> Any:
         """The loss of one step (`StepOutput`); `ids` (N,) are the images' indices in the data set.
@@ -160,16 +208,35 @@ class Learner(nn.Module):
 
     @torch.no_grad()
     def after_step(self, batch: PairBatch | None, progress: float) -> None:
-        """Target update (EMA), then negative source update (enqueue)."""
+        """Target update (EMA), negative source update (enqueue), objective update."""
         assert batch is not None
         self.target.update(self.online, progress, batch)
         self.negative_source.update(batch)
+        if self.objective is not None:
+            self.objective.update(batch, progress)
+        if hasattr(self, "clock"):
+            self.clock.progress = progress
 
     def stats(self) -> dict[str, float]:
-        return {**self.target.stats(), **self.negative_source.stats()}
+        objective = self.objective.stats() if self.objective is not None else {}
+        return {**self.target.stats(), **self.negative_source.stats(), **objective}
+
+    def drop_frozen_gradients(self) -> None:
+        """Drop (set to None) the gradients of the parameters frozen at this progress, so
+        the optimizer leaves them untouched: no step, no weight decay, no momentum."""
+        for frozen_parameters in self.freezing:
+            for param in frozen_parameters(self.progress):
+                param.grad = None
 
     def param_groups(self) -> list[dict[str, Any]]:
         return param_groups(self)
+
+
+def cancel_frozen_gradients(optimizer: torch.optim.Optimizer, learner: Learner) -> None:
+    """Before each step of `optimizer`, the learner's frozen parameters lose their gradient
+    (after backward and DDP's averaging, as SwAV's and DINO's code cancel theirs)."""
+    if learner.freezing:
+        optimizer.register_step_pre_hook(lambda *_: learner.drop_frozen_gradients())
 
 
 def param_groups(module: nn.Module) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ def test_a_preset_with_every_kind_of_value_registers() -> None:
 
 @pytest.mark.parametrize(("parts", "message"), [
     ({"encodr": "resnet18"}, "method preset 'p': unknown key 'encodr' (did you mean 'encoder'?); known: augmentation, "
-                             "encoder, projection_head, predictor, target, negative_source, loss, optimizer, schedule, "
+                             "encoder, projection_head, predictor, target, negative_source, loss, objective, optimizer, schedule, "
                              "pairs, joint_forward"),
     ({"pair": "one_way"}, "method preset 'p': unknown key 'pair' (did you mean 'pairs'?)"),
     ({"temperature": 0.2}, "method preset 'p': unknown key 'temperature'; known: "),

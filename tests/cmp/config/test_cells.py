@@ -319,7 +319,7 @@ def test_a_bad_executor_is_one_error_at_its_key(write_recipe, plugins, executor:
     ("{pairs: [symmetric], pairs.x: [1]}", "sweep.pairs.x: cannot set a key inside pairs, which is a str"),
     ("{train.epochs: [2], train.epochs.x: [1]}", "sweep.train.epochs.x: cannot set a key inside train.epochs, which is a int"),
     ("{method.simclr.x: [1]}", "sweep.method.simclr.x: unknown sweep key 'method' (did you mean 'methods'?); choices: "
-     "augmentation, baselines, data, encoder, eval, joint_forward, loss, methods, negative_source, optimizer, pairs, "
+     "augmentation, baselines, data, encoder, eval, joint_forward, loss, methods, negative_source, objective, optimizer, pairs, "
      "predictor, projection_head, schedule, target, train"),
     ("{loss.params: [3], loss.params.temperature: [0.1]}",
      "sweep.loss.params.temperature: cannot set a key inside loss.params, which is a int"),
