@@ -123,7 +123,7 @@ def _manifest(recipe: Recipe, cells: list[Cell], baselines: list[BaselineResult]
         "environment": environment(resolve_device(cells[0].train.device), processes.world_size),
         "cells": [c.key() for c in cells], "baselines": [json.loads(b.to_json()) for b in baselines],
         "overrides": list(request.set_overrides), "report": report,
-        "claims": [c.model_dump() for c in recipe.model.claims],
+        "claims": [c.model_dump() for c in recipe.model.claims], "reference": recipe.model.reference,
         "wall_time_s": wall_time_s,
     }
 

@@ -193,6 +193,10 @@ class RecipeModel(_Strict):
     """The method whose cells the baselines follow (its encoder, augmentation, optimizer and
     budget, once per seed); None: every cell's own. A comparison of many methods names one,
     so that one supervised baseline per seed stands beside all of them."""
+    reference: str | None = None
+    """The method every other is compared with in pairs (`cmp.report.reference`): the report's
+    "Against <reference>" section, Holm-corrected over those comparisons, in place of every
+    method against every other. Not part of any cell key."""
     executor: Choice = Field(default_factory=lambda: Choice(name="local"))
     """How the cells run: `local` (this process, or `--jobs N` worker processes) or `ray`."""
     sweep: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None
@@ -208,9 +212,9 @@ class RecipeModel(_Strict):
                     raise ValueError(f"{key} lists no values")
         return value
 
-    @field_validator("baseline_method")
+    @field_validator("baseline_method", "reference")
     @classmethod
-    def _known_baseline_method(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
+    def _known_method(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
         methods = info.data.get("methods") or {}
         if value is not None and value not in methods:
             raise ValueError(unknown_name("method", value, methods))

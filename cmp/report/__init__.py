@@ -4,9 +4,10 @@ Cells that differ only by `train.seed` form a group, summarised as mean ± 95% i
 (`groups`, `stats`). The report holds the method table with the baselines, each metric
 against batch size (SimCLR's figure 9) when batch sizes were swept, the loss table
 (losses x negative sources, its table 2) when losses were swept, the training curves, the
-failed cells, and then the sections plugins add through `cmp_report_sections`. Metric
-columns, labels and plots come from the evaluators' `MetricInfo` (`metrics`). One document
-model (`document`) is rendered twice (`markdown`, `html`), so the two never differ.
+failed cells, each method against the recipe's `reference` method (`reference`), and then the
+sections plugins add through `cmp_report_sections`. Metric columns, labels and plots come
+from the evaluators' `MetricInfo` (`metrics`). One document model (`document`) is rendered
+twice (`markdown`, `html`), so the two never differ.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cmp.report.markdown import render_markdown
 from cmp.report.metrics import ReportMetric, report_metrics
 from cmp.report.paired import one_factor_comparisons
 from cmp.report.ranking import paired_tests, ranking_line
+from cmp.report.reference import reference_line, reference_section, with_reference_only
 from cmp.report.tables import (
     baseline_standing,
     evaluation_protocol,
@@ -97,11 +99,14 @@ def report_sections(results: list[RunResult], baselines: list[BaselineResult], g
     """cmp's own sections, in order: the answer (summary), then its evidence; the figures are written to `out_dir`."""
     claims = check_claims([Claim.from_dict(c) for c in invocation.get("claims") or []], groups, metrics)
     standing, below = baseline_standing(groups, baselines, metrics)
-    sections = [summary_section(groups, metrics, claims, below, bool(standing))]
+    reference = invocation.get("reference")
+    sections = [summary_section(groups, metrics, claims, below, bool(standing), reference)]
     protocol = evaluation_protocol(results)
     sections.append(Section("Methods", [method_table(groups, baselines, metrics), *([protocol] if protocol else [])]))
     if standing:
         sections.append(Section("Against the baselines", [standing]))
+    if reference:
+        sections.append(reference_section(groups, metrics, reference))
     figure = batch_size_figure(groups, [m for m in metrics if m.info.percent], out_dir / "batch_size.png",
                                baselines=baselines)
     if figure:
@@ -121,7 +126,7 @@ def report_sections(results: list[RunResult], baselines: list[BaselineResult], g
     failures = [r for g in groups for r in g.failed]
     if failures:
         sections.append(Section("Failed cells", [failures_table(failures)]))
-    comparisons = comparisons_table(groups, metrics)
+    comparisons = comparisons_table(groups, metrics, reference)
     if claims or comparisons:
         sections.append(Section("Claims and paired comparisons", [
             *(claim_paragraphs(claims)), *([comparisons] if comparisons else []),
@@ -182,17 +187,21 @@ def machine(env: dict[str, Any]) -> str:
 
 
 def summary_section(
-    groups: list[Group], metrics: list[ReportMetric], claims: list[ClaimResult], below: list[str], baselines: bool
+    groups: list[Group], metrics: list[ReportMetric], claims: list[ClaimResult], below: list[str], baselines: bool,
+    reference: str | None = None,
 ) -> Section:
     """The answer first: per percentage metric the best group where the Holm-corrected paired tests show one
-    (else why none is named: `ranking`), methods below a baseline, the claims' verdicts."""
+    (else why none is named: `ranking`), each method against the `reference` method where there is one,
+    methods below a baseline, the claims' verdicts."""
     blocks: list[Any] = []
     lines = []
-    comparisons = one_factor_comparisons(groups)
+    comparisons = with_reference_only(one_factor_comparisons(groups), reference)
     for m in (m for m in metrics if m.info.percent):
-        line = ranking_line(groups, paired_tests(comparisons, m), m)
+        line = ranking_line(groups, paired_tests(comparisons, m), m, reference)
         if line:
             lines.append(line)
+        if reference and any(g.ok for g in groups) and (against := reference_line(groups, m, reference)) not in lines:
+            lines.append(against)
     if below:
         lines += [f"- **Below a baseline:** {line}." for line in below]
     elif baselines and any(g.ok for g in groups):

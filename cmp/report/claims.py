@@ -28,6 +28,7 @@ from cmp.report.paired import (
     value_key,
 )
 from cmp.report.ranking import PairedTest, paired_tests
+from cmp.report.reference import with_reference_only
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,11 @@ def check_claims(claims: Sequence[Claim], groups: Sequence[Group], metrics: Sequ
     return results
 
 
-def comparisons_table(groups: Sequence[Group], metrics: Sequence[ReportMetric]) -> Table | None:
-    """Every one-factor comparison: A − B per percentage metric, paired over shared seeds, with Holm's p."""
+def comparisons_table(groups: Sequence[Group], metrics: Sequence[ReportMetric], reference: str | None = None) -> Table | None:
+    """Every one-factor comparison: A − B per percentage metric, paired over shared seeds, with Holm's p;
+    with a `reference` method, of the comparisons between methods only those with it."""
     shown = [m for m in metrics if m.info.percent]
-    comparisons = one_factor_comparisons(groups)
+    comparisons = with_reference_only(one_factor_comparisons(groups), reference)
     tests = [paired_tests(comparisons, m) for m in shown]
     rows = []
     for i, c in enumerate(comparisons):
@@ -146,7 +148,8 @@ def comparisons_table(groups: Sequence[Group], metrics: Sequence[ReportMetric]) 
         ["factor", "A − B", "where", *(f"{m.info.label} (points)" for m in shown)], rows,
         "Paired over the seeds both ran: mean difference per seed ± its 95% interval (Student t), two-sided "
         "paired t-test p-value and, where a column has tests, that p-value after Holm's correction for the number "
-        f"of them ({', '.join(counts) or 'none'}; what the summary reads), number of seeds.",
+        f"of them ({', '.join(counts) or 'none'}; what the summary reads), number of seeds."
+        + (f" Methods are compared only with the reference, {reference} (see Against {reference})." if reference else ""),
     )
 
 

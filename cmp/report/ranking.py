@@ -7,6 +7,8 @@ per row of its comparisons table with a p-value). Otherwise the summary says why
 leaders are not distinguishable, the order rests on one seed (quoting the seed-to-seed
 spread measured by the report's runs with several seeds, where there are any), or a run
 differs from the leader in more than one setting and so was not compared with it in pairs.
+With a reference method (`cmp.report.reference`) the report compares methods only with it,
+and the summary says so where that leaves the leader unpaired with another method.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from dataclasses import dataclass
 
 from cmp.report.groups import Group
 from cmp.report.metrics import ReportMetric
-from cmp.report.paired import Comparison, PairedDifference, holm_adjusted, paired_difference, seed_values
+from cmp.report.paired import (
+    METHOD_FACTOR,
+    Comparison,
+    PairedDifference,
+    holm_adjusted,
+    one_factor_comparisons,
+    paired_difference,
+    seed_values,
+)
 
 ALPHA = 0.05
 """Family-wise error rate of the Holm-corrected paired tests."""
@@ -52,8 +62,12 @@ class Rival:
     paired: bool
 
 
-def ranking_line(groups: Sequence[Group], tests: Sequence[PairedTest], metric: ReportMetric) -> str | None:
-    """The summary's line for `metric`: the best run where the paired tests show one, else why none is named."""
+def ranking_line(groups: Sequence[Group], tests: Sequence[PairedTest], metric: ReportMetric,
+                 reference: str | None = None) -> str | None:
+    """The summary's line for `metric`: the best run where the paired tests show one, else why none is named.
+
+    `reference`: the method the report compares the others with (`tests` holds only those method
+    comparisons); a leader that was thus not paired with another method is said to be so."""
     scored = [(e, g) for g in groups if g.ok and (e := g.metric(metric.name)) is not None]
     if not scored:
         return None
@@ -75,8 +89,19 @@ def ranking_line(groups: Sequence[Group], tests: Sequence[PairedTest], metric: R
         return (f"- Best on {metric.info.label}: {head}; ahead of {others} in paired "
                 f"comparisons over seeds, with {holm} (every adjusted p < {ALPHA:g}; closest: {closest.group.label}, "
                 f"{_gap(closest, metric)}, {_holm(closest.holm_p)}).")
-    return f"- {metric.info.label}: no best run named. The highest mean, {head}, " + _why_not(
-        [r for r in rivals if r not in beaten], groups, metric, holm) + "."
+    left = [r for r in rivals if r not in beaten]
+    skipped = [r for r in left if reference is not None and not r.paired and _differ_in_method_only(leader, r.group)]
+    if skipped:
+        others = _why_not([r for r in left if r not in skipped], groups, metric, holm)
+        return (f"- {metric.info.label}: no best run named: only comparisons with {reference} were made (see Against "
+                f"{reference}), and the highest mean, {head}, was not compared in pairs with {_names(skipped)}"
+                + (f"; it {others}" if others else "") + ".")
+    return f"- {metric.info.label}: no best run named. The highest mean, {head}, " + _why_not(left, groups, metric, holm) + "."
+
+
+def _differ_in_method_only(a: Group, b: Group) -> bool:
+    """Whether `a` and `b` form a method comparison: the same settings but the method."""
+    return any(c.factor == METHOD_FACTOR for c in one_factor_comparisons([a, b]))
 
 
 def _rival(leader: Group, other: Group, tests: Sequence[PairedTest]) -> Rival:

@@ -608,3 +608,12 @@ def test_an_unknown_baseline_method_is_named_with_a_suggestion(write_recipe) -> 
     with pytest.raises(RecipeError) as caught:
         load_recipe(write_recipe(BASE + "baseline_method: mocco\n"))
     assert "baseline_method" in str(caught.value) and "did you mean 'moco'" in str(caught.value)
+
+
+def test_a_reference_is_checked_with_a_suggestion_and_is_no_part_of_a_cell_key(write_recipe, plugins) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write_recipe(BASE + "reference: simcrl\n"))
+    assert "reference" in str(caught.value) and "did you mean 'simclr'" in str(caught.value)
+    plain = resolve(load_recipe(write_recipe(BASE)), plugins.registry)
+    against = resolve(load_recipe(write_recipe(BASE + "reference: simclr\n")), plugins.registry)
+    assert [c.key() for c in against] == [c.key() for c in plain]
