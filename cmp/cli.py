@@ -1,6 +1,6 @@
-"""The `cmp` command: `cmp run RECIPE`, `cmp report RUNS`, `cmp plugins`: parsing and dispatch.
+"""The `cmp` command: `cmp run RECIPE`, `cmp eval ENCODER`, `cmp report RUNS`, `cmp plugins`: parsing and dispatch.
 
-What each command does is in `cmp.commands` (`run`, `dry_run`, `report`, `report_folders`,
+What each command does is in `cmp.commands` (`run`, `evaluate`, `dry_run`, `report`, `report_folders`,
 `plugin_listing`); this module turns the command line into their arguments, loads the
 plugins, and turns what goes wrong into an exit code.
 
@@ -26,6 +26,7 @@ from typing import Any
 from cmp import __version__
 from cmp.api.loader import load_plugins
 from cmp.api.slots import SLOTS
+from cmp.commands.evaluate import EvalRequest, eval_command
 from cmp.commands.plugin_listing import list_plugins
 from cmp.commands.report import report_command
 from cmp.commands.run import RunRequest, run_command
@@ -70,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="reports directory: the report goes to REPORTS/NAME/ (default: reports/NAME/, or "
                      "reports/NAME-<hash>/ when --set changes the configuration)")
 
+    _eval_parser(sub)
+
     report = sub.add_parser("report", help="write the comparison report of finished runs")
     report.add_argument("runs", type=Path, help="a recipe's runs directory (runs/NAME) or the runs root")
     report.add_argument("--out", type=Path,
@@ -81,6 +84,34 @@ def _parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
+
+
+def _eval_parser(sub: Any) -> None:
+    """`cmp eval ENCODER --data DATASET` and its flags."""
+    evaluate = sub.add_parser(
+        "eval", help="evaluate an encoder as built and loaded (weights trained elsewhere), without training it",
+        description="Evaluate one encoder with cmp's protocol (kNN, linear probe, diagnostics, baselines): writes "
+        "RUNS/NAME/recipe.yaml (train.epochs: 0) and runs it as `cmp run` would.",
+    )
+    evaluate.add_argument("encoder", help="an encoder, NAME or NAME:ARCH: torchvision:resnet18, timm:resnet50, convnet")
+    evaluate.add_argument("--data", required=True, metavar="DATASET", help="the data set (digits, fashion_mnist, cifar10...)")
+    evaluate.add_argument("--weights", type=Path, metavar="FILE", help="a local weights file: a state_dict, a "
+                          "checkpoint (Lightning's, a cmp run's checkpoint.pt...)")
+    evaluate.add_argument("--weights-key", metavar="KEY", help="where in the file the weights sit (default: found)")
+    evaluate.add_argument("--weights-prefix", metavar="PREFIX", help="prefix to strip from their names, e.g. "
+                          "backbone. (default: found)")
+    evaluate.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                          help="another encoder parameter, e.g. --param image_size=224 (repeatable)")
+    evaluate.add_argument("--name", help="the recipe's name: runs/NAME, reports/NAME (default: eval_<weights file>)")
+    evaluate.add_argument("--data-root", metavar="DIR", help="where the data set lives")
+    evaluate.add_argument("--subset", type=int, metavar="N", help="use N training images")
+    evaluate.add_argument("--test-subset", type=int, metavar="N", help="use N test images")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the encoder's random initialisation (default 0)")
+    evaluate.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="train.device")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a key of the generated recipe, e.g. --set eval.knn.k=20 (repeatable)")
+    evaluate.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default: runs/)")
+    evaluate.add_argument("--reports", type=Path, help="reports directory (default: reports/)")
 
 
 _plain_warning = warnings.formatwarning
@@ -107,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return list_plugins(plugins, args.slot, args.json)
         if args.command == "report":
             return report_command(plugins, args.runs, args.out)
+        if args.command == "eval":
+            return eval_command(plugins, eval_request(args, argv))
         return run_command(plugins, run_request(args, argv))
     except CmpError as exc:
         print(f"cmp: error: {exc}", file=sys.stderr)
@@ -135,6 +168,17 @@ def run_request(args: argparse.Namespace, argv: list[str]) -> RunRequest:
     return RunRequest(
         recipe=args.recipe, flag_overrides=_flag_overrides(args), set_overrides=list(args.overrides), out=args.out,
         jobs=args.jobs, nproc=args.nproc, dry_run=args.dry_run, reports=args.reports, argv=argv,
+        plugin_names=args.plugins, plugin_modules=args.plugin_module,
+    )
+
+
+def eval_request(args: argparse.Namespace, argv: list[str]) -> EvalRequest:
+    """`cmp eval`'s parsed flags as the request the command takes."""
+    return EvalRequest(
+        encoder=args.encoder, data=args.data, weights=args.weights, weights_key=args.weights_key,
+        weights_prefix=args.weights_prefix, params=list(args.params), name=args.name, data_root=args.data_root,
+        subset=args.subset, test_subset=args.test_subset, seed=args.seed, device=args.device,
+        set_overrides=list(args.overrides), out=args.out, reports=args.reports, argv=argv,
         plugin_names=args.plugins, plugin_modules=args.plugin_module,
     )
 

@@ -126,7 +126,7 @@ def file_sha256(path: Path) -> str:
 def _weights_file(value: str) -> WeightsFile:
     path = Path(value).expanduser()
     if not path.is_file():
-        raise ValueError(f"weights file '{value}' not found" if not path.exists() else f"'{value}' is not a file")
+        raise ValueError("no such weights file" if not path.exists() else "not a file")
     return WeightsFile(str(path))
 
 

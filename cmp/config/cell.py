@@ -121,7 +121,7 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
-    if isinstance(value, Path):
+    if isinstance(value, (Path, str)):  # a str subclass too (a `WeightsFile`): YAML writes plain text only
         return str(value)
     return value
 

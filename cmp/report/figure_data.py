@@ -184,10 +184,10 @@ def _batch_size_lines(groups: list[Group]) -> Lines:
         if not g.ok:
             continue
         batch = (g.ok[0].config.get("train") or {}).get("batch_size")
-        if batch is None:
+        if batch is None or g.ok[0].train is None:  # an evaluate-only cell trained at no batch size
             continue
         rest = {k: v for k, v in g.settings.items() if k != BATCH_SIZE_KEY and k not in BUDGET_KEYS}
-        lines.setdefault(Group(g.method, rest).label, {}).setdefault(budget(g.ok[0]), {})[batch] = g
+        lines.setdefault(Group(g.method, rest, source=g.source).label, {}).setdefault(budget(g.ok[0]), {})[batch] = g
     return lines
 
 
@@ -263,7 +263,7 @@ def _curves_row(loss: str | None, members: list[tuple[int, Group]], panels: list
                 baselines: dict[str, list[BaselineResult]], several: bool) -> CurvesRow:
     """The loss panel and metric panels of the groups that trained with `loss`; within a row
     of its own (`several`) the loss goes without saying in the groups' labels."""
-    labels = {id(g): Group(g.method, {k: v for k, v in g.settings.items() if k != LOSS_KEY}).label
+    labels = {id(g): Group(g.method, {k: v for k, v in g.settings.items() if k != LOSS_KEY}, source=g.source).label
               if several else g.label for _, g in members}
     losses = tuple(s for index, g in members if (s := _loss_series(g, index, labels[id(g)])))
     loss_panel = Panel(f"training loss: {loss}" if loss else "training loss", "epoch",

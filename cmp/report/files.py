@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from cmp.api.results import BaselineResult, RunResult
-from cmp.report.groups import Group
+from cmp.report.groups import Group, weights_source
 from cmp.report.metrics import ReportMetric
 from cmp.report.tables import loss_label
 
 IDENTITY_COLUMNS = [
     "recipe", "method", "cell", "key", "status", "reason", "seed", "batch_size", "epochs", "loss", "negative_source",
+    "weights",
 ]
 COST_COLUMNS = ["final_loss", "train_time_s", "wall_time_s", "images_per_s", "peak_memory_mb", "sweep"]
 
@@ -45,6 +46,7 @@ def csv_row(result: RunResult, columns: dict[str, str], scale: dict[str, float] 
         "seed": train_config.get("seed"), "batch_size": train_config.get("batch_size"), "epochs": train_config.get("epochs"),
         "loss": loss_label(parts["loss"]) if parts.get("loss") else "",
         "negative_source": (parts.get("negative_source") or {}).get("name", ""),
+        "weights": weights_source(result) or "",
         **{column: None if result.metrics.get(name) is None else result.metrics[name] * scale.get(name, 1.0)
            for name, column in columns.items()},
         "final_loss": stats.final_loss if stats else None, "train_time_s": stats.train_time_s if stats else None,

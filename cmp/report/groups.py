@@ -1,7 +1,9 @@
 """Grouping and ordering of results: cells that differ only by their seed form a group.
 
 A group is summarised as mean ± 95% interval over its seeds; baselines are grouped by
-label the same way.
+label the same way. A group whose encoder was loaded from a weights file carries its
+`source` (the file's name and the first 12 hex digits of its sha256) in its label, so
+every table, figure and comparison names where those weights came from.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cmp.api.results import BaselineResult, RunResult
@@ -25,13 +28,17 @@ class Group:
     settings: dict[str, Any]
     ok: list[RunResult] = field(default_factory=list)
     failed: list[RunResult] = field(default_factory=list)
+    source: str | None = None
+    """Where its encoder's weights came from (`weights_source`), None when trained here."""
 
     @property
     def label(self) -> str:
-        """`simclr (batch_size=64, loss=nt_xent)`: the method and its swept settings."""
+        """`simclr (batch_size=64, loss=nt_xent)`: the method and its swept settings;
+        `lightly_simclr [simclr.ckpt sha256:1a2b3c4d5e6f]` for weights loaded from a file."""
+        name = f"{self.method} [{self.source}]" if self.source else self.method
         if not self.settings:
-            return self.method
-        return f"{self.method} ({', '.join(f'{short_key(k)}={format_value(v)}' for k, v in self.settings.items())})"
+            return name
+        return f"{name} ({', '.join(f'{short_key(k)}={format_value(v)}' for k, v in self.settings.items())})"
 
     def metric(self, name: str) -> Estimate | None:
         """The metric over the finished seeds, None when none has it."""
@@ -67,13 +74,21 @@ def result_order(result: RunResult) -> tuple[Any, ...]:
     return (result.method, values)
 
 
+def weights_source(result: RunResult) -> str | None:
+    """`simclr.ckpt sha256:1a2b3c4d5e6f`: the weights file(s) a cell's parts were loaded from."""
+    files = result.config.get("weights") or {}
+    shown = [f"{Path(str(f.get('path', '?'))).name} sha256:{str(f.get('sha256', ''))[:12]}" for f in files.values()]
+    return ", ".join(shown) or None
+
+
 def group_results(results: Iterable[RunResult]) -> list[Group]:
-    """Group cells by method and swept values other than the seed, in first-seen order."""
+    """Group cells by method, weights file and swept values other than the seed, in first-seen order."""
     groups: dict[str, Group] = {}
     for r in results:
         settings = {k: v for k, v in r.sweep.items() if k != SEED_KEY}
-        key = json.dumps([r.method, settings], sort_keys=True)
-        group = groups.setdefault(key, Group(r.method, settings))
+        source = weights_source(r)
+        key = json.dumps([r.method, settings, source], sort_keys=True)
+        group = groups.setdefault(key, Group(r.method, settings, source=source))
         (group.ok if r.ok else group.failed).append(r)
     return list(groups.values())
 

@@ -120,14 +120,20 @@ class Comparison:
     def context_label(self) -> str:
         parts = [f"{short_key(k)}={format_value(v)}" for k, v in self.context.items() if k != METHOD_FACTOR]
         if self.factor != METHOD_FACTOR:
-            parts.insert(0, str(self.context[METHOD_FACTOR]))
+            method = str(self.context[METHOD_FACTOR])
+            parts.insert(0, f"{method} [{self.a.source}]" if self.a.source and self.a.source == self.b.source else method)
         return ", ".join(parts) if parts else "-"
 
     def a_label(self) -> str:
-        return _with_params(self.a_value, self.a_params)
+        return _with_source(_with_params(self.a_value, self.a_params), self.a, self.factor)
 
     def b_label(self) -> str:
-        return _with_params(self.b_value, self.b_params)
+        return _with_source(_with_params(self.b_value, self.b_params), self.b, self.factor)
+
+
+def _with_source(label: str, group: Group, factor: str) -> str:
+    """A method's label with where its weights came from, when they came from a file."""
+    return f"{label} [{group.source}]" if factor == METHOD_FACTOR and group.source else label
 
 
 def _with_params(value: Any, params: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cmp.api.results import BaselineResult, RunResult
+from cmp.report.groups import weights_source
 from cmp.report.metrics import ReportMetric, report_metrics
 
 
@@ -31,7 +32,7 @@ def summary_table(results: list[RunResult], baselines: list[BaselineResult]) -> 
     for r in results:
         ips = r.train.images_per_s if r.train else None
         rows.append([
-            r.cell, "cached" if r.cached else r.status, *(m.format_value(r.metrics.get(m.name)) for m in metrics),
+            _cell_label(r), "cached" if r.cached else r.status, *(m.format_value(r.metrics.get(m.name)) for m in metrics),
             _duration(r.wall_time_s), "-" if ips is None else f"{ips:,.0f}",
         ])
     for b in baselines:
@@ -49,13 +50,19 @@ def summary_table(results: list[RunResult], baselines: list[BaselineResult]) -> 
     return table
 
 
+def _cell_label(result: RunResult) -> str:
+    """The cell's name, with where its weights came from when they came from a file."""
+    source = weights_source(result)
+    return f"{result.cell} [{source}]" if source else result.cell
+
+
 def best_against_baselines(
     results: list[RunResult], baselines: list[BaselineResult], metrics: list[ReportMetric]
 ) -> list[str]:
     """Per metric, the best finished cell (highest or lowest, as declared) and its margin over each baseline."""
     lines = []
     for metric in metrics:
-        scored = [(r.metrics[metric.name], r.cell) for r in results if r.ok and metric.name in r.metrics]
+        scored = [(r.metrics[metric.name], _cell_label(r)) for r in results if r.ok and metric.name in r.metrics]
         if not scored:
             continue
         value, cell = max(scored) if metric.info.higher_is_better else min(scored)

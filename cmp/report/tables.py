@@ -138,15 +138,18 @@ def settings_table(groups: list[Group]) -> Table:
             _batch(train),
             "-" if not stats or stats.effective_lr is None else f"{stats.effective_lr:.4g}",
             str(train.get("precision", "-")), r.device,
-            _part(parts.get("encoder")), _part(parts.get("augmentation")),
+            _part(parts.get("encoder")) + (f"; input: {r.encoder_input}" if r.encoder_input else ""),
+            _part(parts.get("augmentation")),
             _number(r.train_images, 0),
         ])
     return Table(
         ["run", "epochs", "steps", "images seen", "batch", "effective lr", "precision", "device", "encoder",
          "augmentation", "training images"],
         rows, "As run: the resolved configuration of the first seed (seeds differ only in their seed) and what "
-        "its training measured; effective lr is the optimizer's base learning rate after batch-size scaling. "
-        "Each run's config.yaml holds every resolved parameter.",
+        "its training measured; effective lr is the optimizer's base learning rate after batch-size scaling; "
+        "an encoder's input, where given, is how it made its input from the data (a grey data set repeated into "
+        "3 channels, resized, normalised as its weights were trained). Each run's config.yaml holds every resolved "
+        "parameter.",
     )
 
 

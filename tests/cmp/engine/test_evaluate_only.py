@@ -116,8 +116,8 @@ def test_a_weights_file_that_does_not_fit_is_exit_2_with_one_line(
 
 
 def test_a_missing_weights_file_is_a_recipe_error_at_its_key(write_recipe: Callable[[str], Path], plugins: Plugins) -> None:
-    with pytest.raises(RecipeError, match=r"methods.random_convnet.encoder.params.weights=nowhere.pt: weights file "
-                       r"'nowhere.pt' not found"):
+    with pytest.raises(RecipeError, match=r"methods.random_convnet.encoder.params.weights=nowhere.pt: no such weights "
+                       r"file \(got 'nowhere.pt'\)"):
         resolve(load_recipe(write_recipe(RECIPE), ["methods.random_convnet.encoder.params.weights=nowhere.pt"]),
                 plugins.registry)
 
@@ -126,3 +126,31 @@ def _digits_info():  # type: ignore[no-untyped-def]
     from cmp.api.contracts import DataInfo
 
     return DataInfo("digits", 1, 8, 8, 10, (0.5,), (0.25,))
+
+
+def test_cmp_eval_writes_its_recipe_and_a_report_naming_the_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "conv.pt"
+    torch.manual_seed(5)
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in convnet(_digits_info(), widths=(8, 16)).state_dict().items()}},
+               weights)
+    args = ["eval", "convnet", "--weights", str(weights), "--param", "widths=[8, 16]", "--data", "digits",
+            "--subset", "256", "--test-subset", "128", "--out", str(tmp_path / "runs"), "--reports", str(tmp_path / "rep"),
+            "--set", "eval.linear.max_iter=100"]
+    assert main(args) == 0
+    recipe = load_recipe(tmp_path / "runs" / "eval_conv" / "recipe.yaml")
+    assert recipe.model.train.evaluate_only and list(recipe.model.methods) == ["conv"]
+    (report,) = (tmp_path / "rep").glob("*/report.md")
+    assert f"conv [conv.pt sha256:{_sha256(weights)[:12]}]" in report.read_text()
+
+    capsys.readouterr()
+    assert main([*args[:3], str(tmp_path / "nowhere.pt"), *args[4:]]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"cmp: error: --weights {tmp_path / 'nowhere.pt'}: no such weights file (got '{tmp_path / 'nowhere.pt'}')")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
