@@ -44,7 +44,7 @@ def test_smoke_run_trains_both_sides_and_prints_one_row_per_library_and_method(t
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "\nmachine: " in out and "\ncommand: " in out and "reference_parity --smoke" in out
+    assert out.startswith("machine: ") and "\ncommand: " in out and "reference_parity.py --smoke" in out
     lines = out.splitlines()
 
     accuracy = {(row[0], row[1]): row for row in rows(lines, "library")}
