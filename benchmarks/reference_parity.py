@@ -179,7 +179,13 @@ class PILImages(torch.utils.data.Dataset):
 
 def lightly_transform(method: str, size: int, mean: Sequence[float], std: Sequence[float]) -> Any:
     """lightly's transform of each method, at the settings `method_parts` gives cmp (no blur at 28 px)."""
-    from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform, MoCoV2Transform, SimCLRTransform
+    from lightly.transforms import (
+        BYOLTransform,
+        BYOLView1Transform,
+        BYOLView2Transform,
+        MoCoV2Transform,
+        SimCLRTransform,
+    )
 
     normalize = {"mean": list(mean), "std": list(std)}
     if method == "simclr":
