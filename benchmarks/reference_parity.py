@@ -20,7 +20,7 @@ inside +-MARGIN_POINTS. With 3 seeds the interval's half-width is 2.48 x the sd 
 differences, so a margin of 1 point could be met only if the seed-to-seed sd of the
 difference were under 0.4 points; 2 points is the margin this size can honestly test.
 
-    python -m benchmarks.reference_parity            # about 25 minutes on 2 CPU cores
+    python -m benchmarks.reference_parity            # 26 minutes on 2 shared CPU cores (load 3-6)
     python -m benchmarks.reference_parity --smoke    # tiny data, 1 seed, 1 epoch: a smoke test
 
 Needs lightly: `pip install -e '.[bench]'`.
