@@ -59,7 +59,8 @@ def _cell_label(result: RunResult) -> str:
 def best_against_baselines(
     results: list[RunResult], baselines: list[BaselineResult], metrics: list[ReportMetric]
 ) -> list[str]:
-    """Per metric, the best finished cell (highest or lowest, as declared) and its margin over each baseline."""
+    """Per metric, the top finished cell (highest or lowest, as declared) and its margin over each baseline;
+    said to be one cell, since a ranking needs the paired tests the report makes."""
     lines = []
     for metric in metrics:
         scored = [(r.metrics[metric.name], _cell_label(r)) for r in results if r.ok and metric.name in r.metrics]
@@ -73,5 +74,9 @@ def best_against_baselines(
         margins = [
             f"{metric.scale * (value - sum(v) / len(v)):+.{metric.digits}f} vs {label}" for label, v in by_label.items()
         ]
-        lines.append(f"best {metric.name}: {cell} {metric.format_value(value)}" + (f" ({', '.join(margins)})" if margins else ""))
+        lines.append(f"top cell on {metric.name}: {cell} {metric.format_value(value)}"
+                     + (f" ({', '.join(margins)})" if margins else ""))
+    if lines:
+        lines.append("(one cell each, not a ranking: the report's summary names a best method only where the "
+                     "paired tests over seeds show one)")
     return lines

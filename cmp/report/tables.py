@@ -117,7 +117,8 @@ def _batch(train: dict[str, Any]) -> str:
 
 
 SETTINGS_HEADER = ["run", "epochs", "steps", "images seen", "batch", "effective lr", "precision", "device", "encoder",
-                   "augmentation", "training images"]
+                   "augmentation", "head / predictor", "target", "negatives", "loss / objective", "optimizer",
+                   "training images"]
 
 
 def settings_tables(groups: list[Group]) -> list[Table]:
@@ -161,12 +162,21 @@ def _settings_row(g: Group) -> list[str]:
         str(train.get("precision", "-")), r.device,
         _part(parts.get("encoder")) + (f"; input: {r.encoder_input}" if r.encoder_input else ""),
         _part(parts.get("augmentation")),
+        f"{_name(parts.get('projection_head'))} / {_name(parts.get('predictor'))}",
+        _name(parts.get("target")), _name(parts.get("negative_source")),
+        _name(parts.get("objective")) if parts.get("objective") else _name(parts.get("loss")),
+        _name(parts.get("optimizer")),
         _number(r.train_images, 0),
     ]
 
 
 PART_TEXT = 40
 """Characters of a part's parameters shown in the settings table (config.yaml has them all)."""
+
+
+def _name(choice: dict[str, Any] | None) -> str:
+    """A part's name, `-` where the method has none (config.yaml and the tables above hold its parameters)."""
+    return str(choice.get("name")) if choice else "-"
 
 
 def _part(choice: dict[str, Any] | None) -> str:

@@ -93,7 +93,8 @@ def test_terminal_summary_names_the_best_cell_and_its_margins() -> None:
     ]
     baselines = [BaselineResult(baseline="raw_pixels", label="raw_pixels", key="b", metrics={"knn_top1": 0.8175})]
     table = summary_table(results, baselines)
-    assert "best knn_top1: simclr 85.00 (+3.25 vs raw_pixels)" in table
+    assert "top cell on knn_top1: simclr 85.00 (+3.25 vs raw_pixels)" in table
+    assert "not a ranking" in table
     assert "broken: NaN loss" in table
 
 
@@ -102,4 +103,4 @@ def test_terminal_summary_follows_the_declared_unit_and_direction() -> None:
     results = [summary_cell("simclr", {"probe_error": 0.25}, metric_info=info),
                summary_cell("moco", {"probe_error": 0.5}, metric_info=info)]
     baselines = [BaselineResult(baseline="raw_pixels", label="raw_pixels", key="b", metrics={"probe_error": 0.75})]
-    assert "best probe_error: simclr 0.250 (-0.500 vs raw_pixels)" in summary_table(results, baselines)
+    assert "top cell on probe_error: simclr 0.250 (-0.500 vs raw_pixels)" in summary_table(results, baselines)
