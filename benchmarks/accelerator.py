@@ -45,6 +45,7 @@ from cmp.api.results import RunInfo, RunResult
 from cmp.config.cells import Cell
 from cmp.engine.build import build_model, resolve_device
 from cmp.engine.environment import peak_memory_mb, reset_peak_memory
+from cmp.precision import fastest_precision
 from cmp_plugins.augmentations import simclr
 from cmp_plugins.evaluators import knn_scores
 
@@ -100,6 +101,8 @@ class Sizes:
     """Why compile cells are not measured at these sizes (None: they are, within the budget)."""
     fp16_skip: str | None = None
     """Why fp16 is measured on the first row only (None: on every row)."""
+    emulated_bf16_skip: str | None = None
+    """Why bf16 is measured on the convnet rows only (None: on every row)."""
 
 
 def choose_sizes(device: torch.device, quick: bool) -> Sizes:
@@ -124,7 +127,9 @@ def choose_sizes(device: torch.device, quick: bool) -> Sizes:
                      lightly_images=256, lightly_batch=64, lightly_rounds=1,
                      stream_images=48, stream_batch=16, budget_s=60.0, resnet_side=16,
                      compile_skip="--quick on a CPU: compiling takes minutes here",
-                     fp16_skip="--quick on a CPU: fp16 is emulated here, seconds a step; measured on the first row")
+                     fp16_skip="--quick on a CPU: fp16 is emulated here, seconds a step; measured on the first row",
+                     emulated_bf16_skip=None if fastest_precision(device) == "bf16" else
+                     "--quick on a CPU without bf16 instructions: emulated, seconds a step; measured on the convnet rows")
     return Sizes(batch=128, resnet_batch=16, steps=5, warmup=2, overhead_steps=10, overhead_rounds=3,
                  aug_images=1024, aug_rgb_images=256, aug_workers=workers,
                  knn_train=20000, knn_test=2000, knn_dim=128,
@@ -197,6 +202,8 @@ def train_throughput(bench: Bench, data: Data, batch: int, method: str, encoder:
         return Row("training images/s", setting, f"skipped (time budget of {s.budget_s:.0f} s nearly spent)")
     if mode.precision == "fp16" and s.fp16_skip and (method, encoder) != (METHODS[0], CONVNET):
         return Row("training images/s", setting, f"skipped ({s.fp16_skip})")
+    if mode.precision == "bf16" and s.emulated_bf16_skip and encoder != CONVNET:
+        return Row("training images/s", setting, f"skipped ({s.emulated_bf16_skip})")
     cell = resolve_cell(bench.plugins, method, {"encoder": encoder}, {
         "batch_size": batch, "precision": mode.precision, "channels_last": mode.channels_last, "compile": mode.compile,
     })

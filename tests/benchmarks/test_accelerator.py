@@ -52,6 +52,8 @@ def test_quick_run_prints_every_row_with_a_value() -> None:
                             if s.startswith(f"{method}, {encoder},") and s.endswith(f", {mode.label}")]
                 if mode.label in MAY_SKIP and value.startswith("skipped ("):
                     continue
+                if mode.precision == "bf16" and encoder != "convnet" and value.startswith("skipped (--quick on a CPU without bf16"):
+                    continue  # emulated bf16 takes seconds a step there; the convnet rows measure it
                 assert is_number(value) and float(value.replace(",", "")) > 0, (method, encoder, mode.label, value)
     assert any(is_number(v) for s, v in throughput.items() if s.endswith(", fp16 + GradScaler")), "fp16 measured nowhere"
     others = {what: [v for (w, _), v in rows.items() if w == what] for what in {w for w, _ in rows}}
