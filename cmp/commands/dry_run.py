@@ -36,6 +36,8 @@ def dry_run(runner: Runner, cells: list[Cell], recipe_dir: Path, report_dir: Pat
     to_do: list[float | None] = []  # the estimated seconds of each cell and baseline not cached
     for cell in cells:
         plan = runner.plan(cell)
+        if cell.train.epochs == 0 and plan == "train":
+            plan = "evaluate"  # an evaluate-only cell: no training
         if cell.data.dataset in missing:
             plan += " (data missing)"
         if plan != "cached":
@@ -51,9 +53,11 @@ def dry_run(runner: Runner, cells: list[Cell], recipe_dir: Path, report_dir: Pat
         print(format_table(base_rows, ["baseline", "key", "plan", "estimate"]))
 
     _print_differences(cells)
-    to_train = sum(1 for row in cell_rows if row[2] != "cached")
     to_compute = sum(1 for row in base_rows if row[2] != "cached")
-    print(f"\n{len(cells)} cell(s), {to_train} to train; {len(base_rows)} baseline(s), {to_compute} to compute")
+    to_evaluate = sum(1 for row in cell_rows if row[2] == "evaluate")
+    to_train = sum(1 for row in cell_rows if row[2] not in ("cached", "evaluate"))
+    evaluating = f", {to_evaluate} to evaluate only" if to_evaluate else ""
+    print(f"\n{len(cells)} cell(s), {to_train} to train{evaluating}; {len(base_rows)} baseline(s), {to_compute} to compute")
     print(estimate_line(to_do))
     datasets = {cell.data.dataset: images.get(_data_key(cell)) for cell in cells}
     for name, count in datasets.items():

@@ -154,3 +154,23 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_dry_run_plans_an_evaluate_only_cell_as_an_evaluation(
+    write_recipe: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    recipe = """\
+name: plan
+data: {dataset: digits, subset: 256, test_subset: 128}
+train: {epochs: 1, batch_size: 64}
+defaults: {encoder: {name: convnet, params: {widths: [8, 16]}}}
+methods:
+  random: {evaluate_only: true}
+  simclr: {preset: simclr}
+baselines: []
+"""
+    assert main(["run", str(write_recipe(recipe)), "--out", str(tmp_path / "runs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    plans = {line.split()[0]: line.split()[2] for line in out.splitlines() if line.startswith(("random ", "simclr "))}
+    assert plans == {"random": "evaluate", "simclr": "train"}
+    assert "2 cell(s), 1 to train, 1 to evaluate only;" in out
