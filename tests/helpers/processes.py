@@ -52,3 +52,13 @@ def spawn_within(worker: Callable[..., None], args: tuple[Any, ...], nprocs: int
             for process in context.processes:
                 process.kill()
             pytest.fail(f"the {nprocs} processes did not finish within {seconds:g} s")
+
+
+def assert_same_loss_and_gradients(got: dict[str, Any], want: dict[str, Any], atol: float = 1e-5) -> None:
+    """A rank's recorded run (`loss`, `grads`: one {parameter: gradient} per step) equals the single process's."""
+    assert got["loss"] == pytest.approx(want["loss"], abs=atol)
+    assert len(got["grads"]) == len(want["grads"])
+    for step, (want_grads, got_grads) in enumerate(zip(want["grads"], got["grads"])):
+        assert want_grads.keys() == got_grads.keys()
+        for param, expected in want_grads.items():
+            torch.testing.assert_close(got_grads[param], expected, atol=atol, rtol=0, msg=f"step {step} {param}")
