@@ -3,7 +3,7 @@ DINO's head (an MLP to a bottleneck, then a weight-normalised layer to many outp
 
 A head built with `fixed_lr` declares `param_group_options = {"fixed_lr": True}`: the
 engine puts its parameters in optimizer groups of their own, whose learning rate the
-schedules leave at its initial value (SimSiam's predictor; docs/plugins.md,
+schedules leave at its initial value (SimSiam's predictor; docs/plugin-reference.md,
 "Parameter-group options").
 """
 

@@ -5,7 +5,7 @@ whole budget (`warmup_fraction`): under a step budget the second keeps the warm-
 share of training at every batch size, where one epoch may be the whole budget at a small
 batch and a single step at a large one.
 
-A parameter group flagged `fixed_lr` (SimSiam's predictor, docs/plugins.md "Parameter-group
+A parameter group flagged `fixed_lr` (SimSiam's predictor, docs/plugin-reference.md "Parameter-group
 options") keeps its initial learning rate throughout: no warm-up, no decay.
 """
 

@@ -246,7 +246,7 @@ def param_groups(module: nn.Module) -> list[dict[str, Any]]:
     A submodule that declares `param_group_options` (a dict, such as SimSiam's predictor's
     `{"fixed_lr": True}`) puts its parameters in groups of their own carrying those
     options, the innermost declaring module winning; optimizers keep them in their groups
-    and schedules read them (docs/plugins.md, "Parameter-group options"). The first group
+    and schedules read them (docs/plugin-reference.md, "Parameter-group options"). The first group
     is always the decayed parameters without options, whose lr the trainer logs.
     """
     options_of: dict[int, dict[str, Any]] = {}

@@ -1,11 +1,13 @@
-"""The plugin guide (`docs/plugins.md`) stays true to the code it describes.
+"""The plugin guide (`docs/plugins.md`) and its reference (`docs/plugin-reference.md`) stay
+true to the code they describe.
 
-- every hookspec in `cmp.api.hookspecs` has a `### \\`name(args)\\`` heading in the guide's
-  "Hook reference", with the spec's argument names (without `self`), and no heading
-  documents a hook that does not exist;
-- every code block taken from a file (marked `<!-- snippet: PATH -->`) appears verbatim in
-  that file, and every code block other than shell sessions and trees is such a snippet;
-- every slot and every `RunInfo` field is described.
+- every hookspec in `cmp.api.hookspecs` has a `### \\`name(args)\\`` heading in the
+  reference's "Hook reference", with the spec's argument names (without `self`), and no
+  heading documents a hook that does not exist;
+- every code block of either page taken from a file (marked `<!-- snippet: PATH -->`)
+  appears verbatim in that file, and every code block other than shell sessions and trees
+  is such a snippet;
+- every slot and every `RunInfo` field is described in the reference.
 """
 
 from __future__ import annotations
@@ -25,18 +27,20 @@ from cmp.engine.runner import RunInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "plugins.md"
+REFERENCE = ROOT / "docs" / "plugin-reference.md"
 HOOK_HEADING = re.compile(r"^### `(?P<name>cmp_\w+)\((?P<args>[^)]*)\)`\s*$", re.M)
 BLOCK = re.compile(r"(?:<!-- snippet: (?P<path>\S+) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)\n```", re.S)
 UNCHECKED_LANGUAGES = {"console", "text"}
 
 
-def guide() -> str:
-    return GUIDE.read_text(encoding="utf-8")
+def pages() -> str:
+    """Both pages' text, the guide's first."""
+    return GUIDE.read_text(encoding="utf-8") + "\n" + REFERENCE.read_text(encoding="utf-8")
 
 
 def section(title: str) -> str:
-    """The guide's text from the `## title` heading to the next `## ` heading."""
-    text = guide()
+    """The reference's text from the `## title` heading to the next `## ` heading."""
+    text = REFERENCE.read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
@@ -71,19 +75,19 @@ def test_every_hookspec_is_documented_with_its_signature() -> None:
     expected = {name: arguments(function) for name, function in hookspecs().items()}
     missing = sorted(set(expected) - set(documented))
     unknown = sorted(set(documented) - set(expected))
-    assert not missing, f"hooks missing from the guide's Hook reference: {missing}"
-    assert not unknown, f"the guide documents hooks that do not exist: {unknown}"
+    assert not missing, f"hooks missing from docs/plugin-reference.md's Hook reference: {missing}"
+    assert not unknown, f"docs/plugin-reference.md documents hooks that do not exist: {unknown}"
     wrong = {name: (documented[name], args) for name, args in expected.items() if documented[name] != args}
-    assert not wrong, f"documented (guide, spec) arguments differ: {wrong}"
+    assert not wrong, f"documented (reference, spec) arguments differ: {wrong}"
 
 
 def snippets() -> list[tuple[str, str]]:
     """(path, code) of every code block marked as taken from a file."""
-    return [(m["path"], m["code"]) for m in BLOCK.finditer(guide()) if m["path"]]
+    return [(m["path"], m["code"]) for m in BLOCK.finditer(pages()) if m["path"]]
 
 
 def test_every_code_block_is_a_snippet_or_a_shell_session() -> None:
-    blocks = list(BLOCK.finditer(guide()))
+    blocks = list(BLOCK.finditer(pages()))
     assert blocks
     loose = [m["code"].splitlines()[0] for m in blocks if not m["path"] and m["lang"] not in UNCHECKED_LANGUAGES]
     assert not loose, f"code blocks without a <!-- snippet: PATH --> marker: {loose}"
@@ -106,10 +110,10 @@ def test_the_example_packages_files_are_all_shown() -> None:
 def test_every_slot_contract_is_described() -> None:
     text = section("The slots and their contracts")
     missing = [slot for slot in SLOTS if f"- `{slot}`:" not in text]
-    assert not missing, f"slots without a contract in the guide: {missing}"
+    assert not missing, f"slots without a contract in docs/plugin-reference.md: {missing}"
 
 
 def test_every_run_info_field_is_described() -> None:
     text = section("Hook reference")
     missing = [f.name for f in dataclasses.fields(RunInfo) if f"`run.{f.name}`" not in text]
-    assert not missing, f"RunInfo fields the guide does not describe: {missing}"
+    assert not missing, f"RunInfo fields docs/plugin-reference.md does not describe: {missing}"
