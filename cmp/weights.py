@@ -89,17 +89,20 @@ class Inert:
 
 
 class WeightsFile(str):
-    """A weights file's path (as given) with the sha256 of its contents (`sha256`), read once."""
+    """A weights file's path (as given) with the sha256 of its contents (`sha256`), read once;
+    `pattern` is the recipe's `{seed}` form of the path when it named one file per seed."""
 
     sha256: str
+    pattern: str | None
 
-    def __new__(cls, path: str, sha256: str | None = None) -> WeightsFile:
+    def __new__(cls, path: str, sha256: str | None = None, pattern: str | None = None) -> WeightsFile:
         self = super().__new__(cls, path)
         self.sha256 = sha256 if sha256 is not None else file_sha256(Path(path))
+        self.pattern = pattern
         return self
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (WeightsFile, (str(self), self.sha256))
+    def __reduce__(self) -> tuple[type, tuple[str, str, str | None]]:
+        return (WeightsFile, (str(self), self.sha256, self.pattern))
 
     @property
     def label(self) -> str:
@@ -132,6 +135,22 @@ def _weights_file(value: str) -> WeightsFile:
 
 Weights = Annotated[str, AfterValidator(_weights_file)]
 """An encoder parameter naming a local weights file; validated into a `WeightsFile`."""
+
+SEED_PLACEHOLDER = "{seed}"
+"""Written in a `weights:` path, replaced by each cell's `train.seed`: one file per seed
+(`simclr-{seed}.ckpt`), so the cells of a seed sweep pair with the runs that made them."""
+
+
+def with_seed(value: Any, seed: int) -> Any:
+    """`value` with `{seed}` replaced by `seed` when it is a path that holds it; else as given."""
+    return value.replace(SEED_PLACEHOLDER, str(seed)) if isinstance(value, str) else value
+
+
+def remember_pattern(value: Any, pattern: Any) -> Any:
+    """A validated `WeightsFile` that records the `{seed}` pattern it was made from."""
+    if isinstance(value, WeightsFile) and isinstance(pattern, str) and SEED_PLACEHOLDER in pattern:
+        return WeightsFile(str(value), value.sha256, pattern)
+    return value
 
 
 def without_weights(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -91,8 +91,10 @@ class Cell:
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration as plain data (what `config.yaml` holds); with
-        `weights`, each weights file's path and the sha256 of its contents, when a part has one."""
-        files = {key: {"path": str(f), "sha256": f.sha256} for key, f in self.weights_files().items()}
+        `weights`, each weights file's path, the sha256 of its contents and the `{seed}`
+        pattern it came from, when a part has one."""
+        files = {key: {"path": str(f), "sha256": f.sha256, **({"pattern": f.pattern} if f.pattern else {})}
+                 for key, f in self.weights_files().items()}
         return {**({"weights": files} if files else {}),
             "recipe": self.recipe,
             "method": self.method,
@@ -115,6 +117,8 @@ class Cell:
         config["format"] = CONFIG_FORMAT
         for unhashed in ("recipe", "sweep", "baselines"):
             config.pop(unhashed)
+        for file in config.get("weights", {}).values():
+            file.pop("pattern", None)  # the file it named for this seed is what counts
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

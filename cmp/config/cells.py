@@ -40,6 +40,7 @@ from cmp.config.sweep import ROOT_KEYS, check_sweep_keys, method_values, root_va
 from cmp.devices import missing_device
 from cmp.errors import PluginError, RecipeError
 from cmp.precision import resolve_precision
+from cmp.weights import remember_pattern, with_seed
 
 __all__ = [
     "CONFIG_FORMAT", "LOCAL_EXECUTOR", "ROOT_KEYS", "Cell", "ResolvedChoice", "StepOptions",
@@ -300,8 +301,12 @@ def _resolve_choice(
 ) -> ResolvedChoice:
     assert choice.name is not None, f"{name_path}: a part is resolved only once it names a component"
     component = registry.get(slot, choice.name, where=_where(recipe, name_path))
-    params = _validate(recipe, component.schema, choice.params, param_paths, default_prefix,
+    seed = recipe.model.train.seed
+    given = {k: with_seed(v, seed) if k == "weights" else v for k, v in choice.params.items()}
+    params = _validate(recipe, component.schema, given, param_paths, default_prefix,
                        component.capabilities.check_params)
+    if "weights" in params:
+        params["weights"] = remember_pattern(params["weights"], choice.params.get("weights"))
     return ResolvedChoice(slot, choice.name, params, name_path, dict(param_paths))
 
 

@@ -75,9 +75,12 @@ def result_order(result: RunResult) -> tuple[Any, ...]:
 
 
 def weights_source(result: RunResult) -> str | None:
-    """`simclr.ckpt sha256:1a2b3c4d5e6f`: the weights file(s) a cell's parts were loaded from."""
+    """`simclr.ckpt sha256:1a2b3c4d5e6f`: the weights file(s) a cell's parts were loaded from;
+    `simclr-{seed}.ckpt` for one file per seed, so a method's seeds stay one group."""
     files = result.config.get("weights") or {}
-    shown = [f"{Path(str(f.get('path', '?'))).name} sha256:{str(f.get('sha256', ''))[:12]}" for f in files.values()]
+    shown = [Path(str(f["pattern"])).name if f.get("pattern")
+             else f"{Path(str(f.get('path', '?'))).name} sha256:{str(f.get('sha256', ''))[:12]}"
+             for f in files.values()]
     return ", ".join(shown) or None
 
 

@@ -122,6 +122,54 @@ def test_a_missing_weights_file_is_a_recipe_error_at_its_key(write_recipe: Calla
                 plugins.registry)
 
 
+SEEDED = RECIPE + "sweep:\n  - {train.seed: [0, 1]}\n"
+
+
+def _save_per_seed(tmp_path: Path, seeds: tuple[int, ...]) -> Path:
+    """`conv-<seed>.pt` for each seed, each a convnet initialised from that seed."""
+    for seed in seeds:
+        torch.manual_seed(seed)
+        torch.save(convnet(_digits_info(), widths=(8, 16)).state_dict(), tmp_path / f"conv-{seed}.pt")
+    return tmp_path / "conv-{seed}.pt"
+
+
+def test_a_seed_placeholder_names_one_weights_file_per_seed(
+    write_recipe: Callable[[str], Path], plugins: Plugins, tmp_path: Path
+) -> None:
+    pattern = _save_per_seed(tmp_path, (0, 1))
+    cells = resolve(load_recipe(write_recipe(SEEDED), [f"methods.random_convnet.encoder.params.weights={pattern}"]),
+                    plugins.registry)
+    files = {c.train.seed: c.config()["weights"]["encoder"] for c in cells}
+    assert {s: f["path"] for s, f in files.items()} == {0: str(tmp_path / "conv-0.pt"), 1: str(tmp_path / "conv-1.pt")}
+    assert files[0]["sha256"] == _sha256(tmp_path / "conv-0.pt") != files[1]["sha256"]
+    assert files[0]["pattern"] == str(pattern)
+    (literal,) = resolve(load_recipe(write_recipe(RECIPE), ["train.seed=0",
+                         f"methods.random_convnet.encoder.params.weights={tmp_path / 'conv-0.pt'}"]), plugins.registry)
+    assert literal.key() == next(c for c in cells if c.train.seed == 0).key()  # the file counts, not how it was named
+
+
+def test_a_seed_without_its_weights_file_is_a_recipe_error_naming_that_file(
+    write_recipe: Callable[[str], Path], plugins: Plugins, tmp_path: Path
+) -> None:
+    pattern = _save_per_seed(tmp_path, (0,))
+    with pytest.raises(RecipeError, match=f"no such weights file \\(got '{tmp_path / 'conv-1.pt'}'\\)"):
+        resolve(load_recipe(write_recipe(SEEDED), [f"methods.random_convnet.encoder.params.weights={pattern}"]),
+                plugins.registry)
+
+
+def test_a_methods_files_per_seed_are_one_group_in_the_report(write_recipe: Callable[[str], Path], tmp_path: Path) -> None:
+    pattern = _save_per_seed(tmp_path, (0, 1))
+    recipe = write_recipe(SEEDED.replace("baselines: [random_init, supervised]", "baselines: []"))
+    assert main(["run", str(recipe), "--out", str(tmp_path / "runs"), "--reports", str(tmp_path / "rep"),
+                 "--set", f"methods.random_convnet.encoder.params.weights={pattern}"]) == 0
+    (csv,) = (tmp_path / "rep").glob("*/results.csv")
+    rows = [line for line in csv.read_text().splitlines()[1:] if line]
+    assert len(rows) == 2 and all("conv-{seed}.pt" in row for row in rows)
+    (report,) = (tmp_path / "rep").glob("*/report.md")
+    text = report.read_text()
+    assert "random_convnet [conv-{seed}.pt]" in text and "sha256:" not in text
+
+
 def _digits_info():  # type: ignore[no-untyped-def]
     from cmp.api.contracts import DataInfo
 
