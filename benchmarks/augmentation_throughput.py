@@ -18,6 +18,7 @@ chunking's are told apart; then the whole two-view forward of each.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import subprocess
 import sys
@@ -65,7 +66,13 @@ class TorchvisionViews(torch.utils.data.Dataset):
         return self.pipeline(image), self.pipeline(image)
 
 
-def images_per_second(work: Callable[[], None], n_images: int, repeats: int) -> tuple[float, list[float]]:
+def two_views_per_sample(pipeline: Callable[[Tensor], object], images: Tensor) -> None:
+    """Two views of each image, one image at a time: how a per-sample pipeline is used."""
+    for image in images:
+        pipeline(image), pipeline(image)
+
+
+def images_per_second(work: Callable[[], object], n_images: int, repeats: int) -> tuple[float, list[float]]:
     work()
     times = []
     for _ in range(repeats):
@@ -85,16 +92,8 @@ def throughput(batch: int, repeats: int) -> None:
         ours = simclr(info, crop_scale=(0.2, 1.0), blur_prob=0.0)
         theirs = torchvision_pipeline(info, (0.2, 1.0))
         g = torch.Generator().manual_seed(0)
-
-        def batched() -> None:
-            ours(x, g)
-
-        def per_sample() -> None:
-            for image in x:
-                theirs(image), theirs(image)
-
-        fast, _ = images_per_second(batched, batch, repeats)
-        slow, _ = images_per_second(per_sample, batch, max(2, repeats // 2))
+        fast, _ = images_per_second(functools.partial(ours, x, g), batch, repeats)
+        slow, _ = images_per_second(functools.partial(two_views_per_sample, theirs, x), batch, max(2, repeats // 2))
         print(
             f"{info.name:<19} {info.channels}x{info.height}x{info.width}: cmp batched {fast:10,.0f} img/s | "
             f"torchvision v2 per sample {slow:8,.0f} img/s | ratio {fast / slow:6.1f}x  (goal >= 10x; 2 views per image)"
@@ -178,7 +177,7 @@ def per_op(against: str | None, batch: int, repeats: int) -> None:
     forwards["now"] = lambda: pipeline(x8, torch.Generator().manual_seed(2))
     rounds: dict[str, list[list[float]]] = {name: [] for name in columns}
     whole: dict[str, list[float]] = {name: [] for name in forwards}
-    for name, (steps, size) in columns.items():  # warm-up
+    for steps, size in columns.values():  # warm-up
         time_steps(steps, x8, params, size)
     for _ in range(repeats):  # the columns alternate within each round
         for name, (steps, size) in columns.items():

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.machine import describe_machine
-from cmp.config.cells import Cell, resolve
 from cmp.api.loader import load_plugins
-from cmp.config.recipe import load_recipe
 from cmp.api.results import RunInfo, RunResult
+from cmp.config.cells import Cell, resolve
+from cmp.config.recipe import load_recipe
 from cmp.engine.build import Model, build_model
 from cmp.engine.runner import Runner
 from cmp.engine.trainer import TrainConfig, Trainer

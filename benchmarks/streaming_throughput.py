@@ -65,10 +65,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cmp_streaming(root: Path, workers: int, batch: int, size: int, device: torch.device = torch.device("cpu"),
+def cmp_streaming(root: Path, workers: int, batch: int, size: int, device: torch.device | None = None,
                   decode_on_device: bool = False) -> tuple[float, float, str]:
     """(seconds of the timed epoch, images in it, detail) for cmp's path: views made on
     `device`, JPEGs decoded in the workers or (`decode_on_device`) on `device`."""
+    device = device if device is not None else torch.device("cpu")
     index = build_index(root, "train", use_cache=False)
     info = DataInfo("bench", 3, size, size, len(index.classes), MEAN, STD)
     augment = simclr(info, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), blur_prob=0.0).to(device)
@@ -121,7 +122,7 @@ def torchvision_per_sample(root: Path, workers: int, batch: int, size: int) -> t
     seconds = 0.0
     for _ in range(2):
         started = time.perf_counter()
-        for (first, second), _labels in loader:
+        for _views, _labels in loader:
             pass
         seconds = time.perf_counter() - started
     return seconds, len(loader) * batch, "PIL decode + transforms.v2 per sample, in the workers"

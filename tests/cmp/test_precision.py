@@ -70,7 +70,7 @@ def test_this_machines_cpu_gets_what_its_own_flags_say() -> None:
     """An independent reading of /proc/cpuinfo (where there is one) against the rule."""
     flags: set[str] = set()
     if Path("/proc/cpuinfo").is_file():
-        line = next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), "flags:")
+        line = next((row for row in Path("/proc/cpuinfo").read_text().splitlines() if row.startswith("flags")), "flags:")
         flags = set(line.split(":", 1)[1].split())
     expected = "bf16" if {"amx_bf16", "avx512_bf16"} & flags else "fp32"
     assert fastest_precision(torch.device("cpu")) == expected

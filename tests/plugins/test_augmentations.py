@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 import torch
@@ -13,7 +12,15 @@ import torchvision.transforms.v2.functional as TF
 from cmp.api.contracts import DataInfo
 from cmp_plugins import image_ops as ops
 from cmp_plugins.augmentations import (
-    ViewPipeline, ViewSpec, _workers, blur_kernel, byol, chunk_workers, multicrop, sample_view_params, simclr,
+    ViewPipeline,
+    ViewSpec,
+    _workers,
+    blur_kernel,
+    byol,
+    chunk_workers,
+    multicrop,
+    sample_view_params,
+    simclr,
 )
 
 RGB32 = DataInfo("t", 3, 32, 32, 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

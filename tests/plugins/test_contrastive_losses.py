@@ -49,7 +49,7 @@ def dcl_paper(z1: Matrix, z2: Matrix, t: float, sigma: float | None = None) -> f
         anchors, positives = views[k], views[1 - k]
         weights = weights_reference(anchors, positives, sigma) if sigma is not None else [1.0] * n
         for i in range(n):
-            negatives = sum(math.exp(cosine(anchors[i], views[l][j]) / t) for l in range(2) for j in range(n) if j != i)
+            negatives = sum(math.exp(cosine(anchors[i], views[v][j]) / t) for v in range(2) for j in range(n) if j != i)
             total += -weights[i] * cosine(anchors[i], positives[i]) / t + math.log(negatives)
     return total / (2 * n)
 

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from cmp_mmcr.loss import mmcr
 
 

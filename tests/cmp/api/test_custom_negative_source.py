@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cmp.engine.checkpoint import load_checkpoint, save_checkpoint
-from cmp.cli import main
 from cmp.api.contracts import PairBatch
 from cmp.api.loader import Plugins, load_plugins
+from cmp.cli import main
+from cmp.engine.checkpoint import load_checkpoint, save_checkpoint
 from cmp_plugins.losses import nt_xent
 
 MODULE = "tests.helpers.nnclr_plugin"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from cmp.cli import main
-from cmp.errors import PluginError
 from cmp.api import loader
 from cmp.api.loader import BUILTIN_PLUGINS, load_plugins
 from cmp.api.registry import SLOTS
+from cmp.cli import main
+from cmp.errors import PluginError
 
 
 def test_builtins_are_listed_in_code_and_belong_to_cmp() -> None:

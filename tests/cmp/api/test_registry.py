@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cmp.errors import PluginError, RecipeError
 from cmp.api.params import ParamError, Positive, describe_type
 from cmp.api.registry import Provider, Registry
+from cmp.errors import PluginError, RecipeError
 
 A = Provider("alpha", "alpha-dist", "1.0")
 B = Provider("beta", "beta-dist", "2.1")

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from cmp.api.loader import Plugins, load_plugins
 from cmp.config.cells import method_differences, resolve
-from cmp.errors import RecipeError
 from cmp.config.recipe import load_recipe
+from cmp.errors import RecipeError
 
 BASE = """\
 name: sweep

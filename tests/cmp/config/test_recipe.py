@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cmp.config.cells import StepOptions, resolve
 from cmp.cli import main
-from cmp.errors import RecipeError
+from cmp.config.cells import StepOptions, resolve
 from cmp.config.recipe import load_recipe
+from cmp.errors import RecipeError
 
 GOOD = """\
 name: tiny

@@ -174,10 +174,10 @@ def test_a_checkpoint_of_another_configuration_is_set_aside_too(tmp_path: Path, 
 
 
 def test_raw_pixel_baseline_equals_knn_on_normalised_pixels(tmp_path: Path) -> None:
-    from cmp.api.loader import load_plugins
-    from cmp.engine.data import load_data
-    from cmp.config.recipe import DataSection
     from cmp.api.contracts import Features
+    from cmp.api.loader import load_plugins
+    from cmp.config.recipe import DataSection
+    from cmp.engine.data import load_data
     from cmp_plugins.evaluators import knn
 
     assert run(tmp_path, TINY.replace("baselines: []", "baselines: [raw_pixels]")) == 0

@@ -22,14 +22,15 @@ from cmp.cli import main
 from cmp.engine.grad_cache import cached_step
 from cmp.engine.learner import Embeddings, Learner, OnlineNetwork, view_pairs
 from cmp_plugins import losses
+from cmp_plugins.contrastive_losses import moco_v3_infonce
 from cmp_plugins.heads import mlp
-from cmp_plugins.redundancy_reduction import barlow_twins, vicreg
-from cmp_plugins.regression_losses import negative_cosine
 from cmp_plugins.momentum import momentum
 from cmp_plugins.negatives import in_batch, none
 from cmp_plugins.queue import queue
-from cmp_plugins.contrastive_losses import moco_v3_infonce
+from cmp_plugins.redundancy_reduction import barlow_twins, vicreg
+from cmp_plugins.regression_losses import negative_cosine
 from cmp_plugins.targets import nearest_neighbour, shared
+
 
 class SmallEncoder(Encoder):
     """Flatten, linear, ReLU, optional dropout: no BatchNorm."""

@@ -15,7 +15,13 @@ from cmp.config.cells import resolve
 from cmp.config.recipe import TrainSection, load_recipe
 from cmp.engine.checkpoint import save_checkpoint
 from cmp.engine.rundir import (
-    RunDirectory, _median, estimate_seconds, finished_results, older_results, read_result, write_json,
+    RunDirectory,
+    _median,
+    estimate_seconds,
+    finished_results,
+    older_results,
+    read_result,
+    write_json,
 )
 
 RECIPE = """\

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cmp.engine.checkpoint import load_checkpoint
 from cmp.cli import main
+from cmp.engine.checkpoint import load_checkpoint
 from cmp.engine.trainer import Trainer
 
 RESUMABLE = """\

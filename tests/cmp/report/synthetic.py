@@ -87,10 +87,10 @@ def budget_sweep(methods: tuple[str, ...] = ("simclr", "moco"), losses: tuple[st
     again at `steps` steps; kNN top-1 rises with the batch size at fixed epochs, falls at fixed steps."""
     results = []
     for m, method in enumerate(methods):
-        for l, loss in enumerate(losses):
+        for k, loss in enumerate(losses):
             for b, batch in enumerate(batches):
                 for seed in range(seeds):
-                    knn = 0.8 - 0.05 * m - 0.04 * l + 0.01 * seed
+                    knn = 0.8 - 0.05 * m - 0.04 * k + 0.01 * seed
                     results.append(budget_cell(method, seed, batch, knn + 0.02 * b, loss, epochs=epochs))
                     if steps is not None:
                         results.append(budget_cell(method, seed, batch, knn - 0.03 * b, loss, steps=steps))

@@ -13,7 +13,16 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.transforms.v2.functional import rgb_to_grayscale
 
-from cmp.streaming import CorruptImage, CropSpec, center_box, crop_generator, decode_bytes, eval_crop, random_crop_box, train_crop
+from cmp.streaming import (
+    CorruptImage,
+    CropSpec,
+    center_box,
+    crop_generator,
+    decode_bytes,
+    eval_crop,
+    random_crop_box,
+    train_crop,
+)
 from tests.cmp.streaming.images import halves, picture
 
 

@@ -15,7 +15,16 @@ import torch
 from PIL import Image
 
 from cmp.errors import DataError
-from cmp.streaming import CorruptImage, CorruptImageWarning, CropSpec, ImageIndex, StreamingSource, build_index, stream_eval, train_crop
+from cmp.streaming import (
+    CorruptImage,
+    CorruptImageWarning,
+    CropSpec,
+    ImageIndex,
+    StreamingSource,
+    build_index,
+    stream_eval,
+    train_crop,
+)
 from cmp.streaming.device_decode import Pending, decode_pending, image_header
 from tests.cmp.streaming.images import CORRUPT, picture
 

@@ -10,8 +10,18 @@ import torch
 
 from cmp.errors import DataError
 from cmp.streaming import (
-    Batch, CorruptImage, CorruptImageWarning, CropSpec, ImageIndex, StreamingSource, Subset, build_index, estimate_statistics, eval_crop,
-    stream_eval, train_crop,
+    Batch,
+    CorruptImage,
+    CorruptImageWarning,
+    CropSpec,
+    ImageIndex,
+    StreamingSource,
+    Subset,
+    build_index,
+    estimate_statistics,
+    eval_crop,
+    stream_eval,
+    train_crop,
 )
 from tests.cmp.streaming.images import CORRUPT
 

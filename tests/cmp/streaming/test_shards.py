@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tarfile
@@ -189,7 +190,7 @@ def test_every_bad_shard_set_is_one_error_naming_the_folder_or_shard(tmp_path: P
         ([("a.cls", b"0")], "sample 'a' has no image (bmp, jpeg, jpg, png, webp)"),
     ):
         shard = tar_of(tmp_path / "bad" / "s.tar", members)
-        error = error_of(lambda: open_shards(shard.parent, use_cache=False))
+        error = error_of(functools.partial(open_shards, shard.parent, use_cache=False))
         assert (error.message, error.where) == (message, str(shard.resolve()))
 
     gzipped = tar_of(tmp_path / "gz" / "s.tar", [("a.jpg", b"x"), ("a.cls", b"0")], compress="gz")
@@ -261,7 +262,7 @@ def test_a_cache_file_that_is_not_this_shard_sets_index_is_ignored(tmp_path: Pat
 
 def test_a_shard_without_samples_says_what_a_sample_is(tmp_path: Path) -> None:
     shard = tar_of(tmp_path / "s" / "s.tar", [("README", b"nothing here")])
-    error = error_of(lambda: open_shards(shard.parent, use_cache=False))
+    error = error_of(functools.partial(open_shards, shard.parent, use_cache=False))
     assert (error.message, error.where) == ("holds no samples (key.jpg + key.cls)", str(shard.resolve()))
 
 
