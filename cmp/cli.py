@@ -106,7 +106,9 @@ def _eval_parser(sub: Any) -> None:
     evaluate.add_argument("--data-root", metavar="DIR", help="where the data set lives")
     evaluate.add_argument("--subset", type=int, metavar="N", help="use N training images")
     evaluate.add_argument("--test-subset", type=int, metavar="N", help="use N test images")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the encoder's random initialisation (default 0)")
+    evaluate.add_argument("--seed", dest="seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                          help="seed(s) of the encoder's random initialisation and the probes (default 0); with "
+                          "several, {seed} in --weights names each seed's file: --weights 'run-{seed}.pt' --seed 0 1 2")
     evaluate.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="train.device")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override a key of the generated recipe, e.g. --set eval.knn.k=20 (repeatable)")
@@ -177,7 +179,7 @@ def eval_request(args: argparse.Namespace, argv: list[str]) -> EvalRequest:
     return EvalRequest(
         encoder=args.encoder, data=args.data, weights=args.weights, weights_key=args.weights_key,
         weights_prefix=args.weights_prefix, params=list(args.params), name=args.name, data_root=args.data_root,
-        subset=args.subset, test_subset=args.test_subset, seed=args.seed, device=args.device,
+        subset=args.subset, test_subset=args.test_subset, seeds=tuple(args.seeds), device=args.device,
         set_overrides=list(args.overrides), out=args.out, reports=args.reports, argv=argv,
         plugin_names=args.plugins, plugin_modules=args.plugin_module,
     )

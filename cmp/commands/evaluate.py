@@ -24,6 +24,7 @@ from cmp.api.loader import Plugins
 from cmp.commands.run import RunRequest, run_command
 from cmp.config.recipe import Override, parse_override
 from cmp.errors import CmpError
+from cmp.weights import SEED_PLACEHOLDER
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class EvalRequest:
     data_root: str | None = None
     subset: int | None = None
     test_subset: int | None = None
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    """One cell per seed (a sweep of `train.seed` when there are several)."""
     device: str | None = None
     set_overrides: list[str] = field(default_factory=list)
     out: Path = Path("runs")
@@ -77,7 +79,8 @@ def encoder_choice(spec: str) -> tuple[str, dict[str, Any]]:
 def method_name(request: EvalRequest) -> str:
     """The evaluated encoder's row in the report: the weights file's name, else the encoder's."""
     name, params = encoder_choice(request.encoder)
-    base = request.weights.stem if request.weights is not None else params.get("arch", name)
+    base = request.weights.stem.replace(SEED_PLACEHOLDER, "").strip("-_.") if request.weights is not None else ""
+    base = base or params.get("arch", name)
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", base) or "encoder"
 
 
@@ -92,13 +95,14 @@ def eval_recipe(request: EvalRequest, method: str) -> dict[str, Any]:
     for key, value in (("root", request.data_root), ("subset", request.subset), ("test_subset", request.test_subset)):
         if value is not None:
             data[key] = value
-    train: dict[str, Any] = {"epochs": 0, "seed": request.seed, **({"device": request.device} if request.device else {})}
+    train: dict[str, Any] = {"epochs": 0, "seed": request.seeds[0], **({"device": request.device} if request.device else {})}
     return {
         "name": request.name or f"eval_{method}",
         "description": f"`cmp eval {request.encoder}` on {request.data}: the encoder as built and loaded, not trained.",
         "data": data,
         "train": train,
         "methods": {method: {"encoder": {"name": name, "params": params}}},
+        **({"sweep": [{"train.seed": list(request.seeds)}]} if len(request.seeds) > 1 else {}),
     }
 
 

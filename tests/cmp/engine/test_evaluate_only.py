@@ -157,17 +157,19 @@ def test_a_seed_without_its_weights_file_is_a_recipe_error_naming_that_file(
                 plugins.registry)
 
 
-def test_a_methods_files_per_seed_are_one_group_in_the_report(write_recipe: Callable[[str], Path], tmp_path: Path) -> None:
+def test_cmp_eval_over_seeds_reads_each_seeds_file_and_reports_one_group(tmp_path: Path) -> None:
     pattern = _save_per_seed(tmp_path, (0, 1))
-    recipe = write_recipe(SEEDED.replace("baselines: [random_init, supervised]", "baselines: []"))
-    assert main(["run", str(recipe), "--out", str(tmp_path / "runs"), "--reports", str(tmp_path / "rep"),
-                 "--set", f"methods.random_convnet.encoder.params.weights={pattern}"]) == 0
-    (csv,) = (tmp_path / "rep").glob("*/results.csv")
-    rows = [line for line in csv.read_text().splitlines()[1:] if line]
-    assert len(rows) == 2 and all("conv-{seed}.pt" in row for row in rows)
+    assert main(["eval", "convnet", "--weights", str(pattern), "--seed", "0", "1", "--param", "widths=[8, 16]",
+                 "--data", "digits", "--subset", "256", "--test-subset", "128", "--out", str(tmp_path / "runs"),
+                 "--reports", str(tmp_path / "rep"), "--set", "baselines=[]", "--set", "eval.linear.max_iter=100"]) == 0
+    recipe = load_recipe(tmp_path / "runs" / "eval_conv" / "recipe.yaml")
+    assert list(recipe.model.methods) == ["conv"]
+    configs = sorted(json.loads(p.read_text())["config"]["weights"]["encoder"]["path"]
+                     for p in (tmp_path / "runs" / "eval_conv").glob("*/result.json"))
+    assert configs == [str(tmp_path / "conv-0.pt"), str(tmp_path / "conv-1.pt")]
     (report,) = (tmp_path / "rep").glob("*/report.md")
     text = report.read_text()
-    assert "random_convnet [conv-{seed}.pt]" in text and "sha256:" not in text
+    assert "conv [conv-{seed}.pt]" in text and "sha256:" not in text
 
 
 def _digits_info():  # type: ignore[no-untyped-def]
