@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest, which this tool runs, depends on tomli before 3.11
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLED, SURVIVED, NO_TESTS, TIMEOUT, NOT_CHECKED, OTHER = (
